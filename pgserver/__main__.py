@@ -1,0 +1,61 @@
+"""`pgserver --port 7000 --data-dir DIR`: one partition-group member."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from pgserver.config import PgServerConfig
+from pgserver.server import PgServer
+from tessera.cli import add_common_arguments, run_main, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgserver", description="Tessera partition-group server (Redis protocol)."
+    )
+    parser.add_argument("--port", type=int, default=7000, help="TCP port (default 7000)")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data/pgserver"))
+    parser.add_argument(
+        "--requirepass",
+        default=os.environ.get("TESSERA_REQUIREPASS"),
+        help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
+    )
+    parser.add_argument("--max-clients", type=int, default=10_000)
+    add_common_arguments(parser)
+    return parser
+
+
+async def _serve(server: PgServer) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+
+    def body() -> None:
+        setup_logging(args.log_level)
+        config = PgServerConfig(
+            bind=args.bind,
+            port=args.port,
+            data_dir=args.data_dir,
+            requirepass=args.requirepass,
+            max_clients=args.max_clients,
+        )
+        trio.run(_serve, PgServer(config))
+
+    run_main("pgserver", body)
+
+
+if __name__ == "__main__":
+    main()

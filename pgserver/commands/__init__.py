@@ -1,0 +1,56 @@
+"""The command table: name -> handler, with Redis's arity and flags from tessera.command_table.
+
+Each data type's commands live in their own module and register themselves with
+`@command("name")`; importing this package imports them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tessera.command_table import COMMANDS
+
+if TYPE_CHECKING:
+    from pgserver.context import Context
+
+Handler = Callable[["Context", list[bytes]], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    handler: Handler
+    arity: int
+    write: bool
+
+
+TABLE: dict[bytes, Entry] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    """Register a handler for a command listed in tessera.command_table."""
+    arity, flags, _first, _last, _step = COMMANDS[name]
+
+    def register(handler: Handler) -> Handler:
+        entry = Entry(name, handler, arity, "write" in flags)
+        TABLE[name.encode()] = entry
+        TABLE[name.upper().encode()] = entry
+        return handler
+
+    return register
+
+
+def load_all() -> None:
+    """Import every command module so their handlers are registered."""
+    from pgserver.commands import (  # noqa: F401
+        connection,
+        hashes,
+        keys,
+        lists,
+        server,
+        sets,
+        sorted_sets,
+        strings,
+    )

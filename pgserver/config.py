@@ -1,0 +1,22 @@
+"""pgserver configuration, loaded once at the command line and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PgServerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=7000, ge=0, le=65535)
+    data_dir: Path = Path("data/pgserver")
+    requirepass: str | None = None
+    max_clients: int = Field(default=10_000, ge=1)
+    max_bulk_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_multibulk_len: int = Field(default=1024 * 1024, ge=1)
+    max_inline_bytes: int = Field(default=64 * 1024, ge=1)
+    active_expire_interval_ms: int = Field(default=100, ge=1)
+    active_expire_budget_ms: float = Field(default=1.0, gt=0)

@@ -1,0 +1,104 @@
+"""Per-connection state handed to every command handler, and the dispatcher."""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from pgserver.commands import TABLE
+from tessera.errors import CommandError
+from tessera.resp import encode, encode_error
+
+if TYPE_CHECKING:
+    from pgserver.keyspace import Keyspace
+    from pgserver.server import PgServer
+
+_client_ids = itertools.count(1)
+
+
+class Context:
+    """What a handler may know about its caller: server, keyspace, protocol, identity."""
+
+    __slots__ = (
+        "addr",
+        "authenticated",
+        "client_id",
+        "close_after_reply",
+        "created_ms",
+        "ks",
+        "lib_name",
+        "lib_ver",
+        "name",
+        "resp3",
+        "rewritten",
+        "server",
+    )
+
+    def __init__(self, server: PgServer, addr: str = "") -> None:
+        self.server = server
+        self.ks: Keyspace = server.keyspace
+        self.addr = addr
+        self.client_id = next(_client_ids)
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.resp3 = False
+        self.authenticated = not server.config.requirepass
+        self.close_after_reply = False
+        self.created_ms = self.ks.now
+        self.rewritten: list[list[bytes]] | None = None
+
+    def rewrite(self, *commands: list[bytes]) -> None:
+        """Log these commands instead of the one being executed (deterministic replay).
+
+        E.g. SET k v EX 10 is logged as SET k v PXAT <absolute>; SPOP as SREM of what it
+        popped. Calling it with no commands logs nothing.
+        """
+        self.rewritten = list(commands)
+
+
+_NOAUTH = b"-NOAUTH Authentication required.\r\n"
+_NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
+
+
+def unknown_command_error(argv: list[bytes]) -> bytes:
+    args = ""
+    for arg in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += "'" + arg.decode("utf-8", "replace")[: 128 - len(args)] + "' "
+    name = argv[0].decode("utf-8", "replace")[:128]
+    return encode_error(f"ERR unknown command '{name}', with args beginning with: {args}")
+
+
+def execute(ctx: Context, argv: list[bytes]) -> bytes:
+    """Run one command and return its encoded reply."""
+    entry = TABLE.get(argv[0])
+    if entry is None:
+        entry = TABLE.get(argv[0].lower())
+        if entry is None:
+            return unknown_command_error(argv)
+    if not ctx.authenticated and argv[0] not in _NO_AUTH_NEEDED and entry.name not in (
+        "auth",
+        "hello",
+        "quit",
+    ):
+        return _NOAUTH
+    arity = entry.arity
+    n = len(argv)
+    if (arity > 0 and n != arity) or n < -arity:
+        return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
+    try:
+        reply = entry.handler(ctx, argv)
+    except CommandError as exc:
+        ctx.rewritten = None
+        return encode_error(exc.reply)
+    if entry.write:
+        server = ctx.server
+        if ctx.rewritten is None:
+            server.log_write(argv)
+        else:
+            for cmd in ctx.rewritten:
+                server.log_write(cmd)
+            ctx.rewritten = None
+    return encode(reply, ctx.resp3)

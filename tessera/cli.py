@@ -1,0 +1,46 @@
+"""Command-line plumbing shared by every service: logging setup and clean fatal errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from tessera.errors import TesseraError
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def fail(prog: str, message: str) -> NoReturn:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_main(prog: str, body: Callable[[], None]) -> None:
+    """Run a service's main; configuration errors become one line and exit code 2."""
+    try:
+        body()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        fail(prog, f"invalid {where}: {first['msg']}")
+    except TesseraError as exc:
+        fail(prog, str(exc))
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
