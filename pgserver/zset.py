@@ -37,3 +37,11 @@ class ZSet:
             return False
         self.index.remove((score, member))
         return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ZSet) and self.scores == other.scores
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ZSet({self.scores!r})"
