@@ -27,13 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
     )
     parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument("--banner", action="store_true", help="print how to connect once listening")
     add_common_arguments(parser)
     return parser
 
 
-async def _serve(server: PgServer) -> None:
+async def _serve(server: PgServer, banner: bool) -> None:
     async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
+        port = await nursery.start(server.serve)
+        if banner:
+            host = server.config.bind
+            print(
+                f"pgserver is serving on {host}:{port} (standalone: owns all 8192 partitions)\n"
+                f"  connect:  redis-cli -h {host} -p {port}\n"
+                f"  stop:     Ctrl-C",
+                flush=True,
+            )
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 nursery.cancel_scope.cancel()
@@ -52,7 +61,7 @@ def main() -> None:
             requirepass=args.requirepass,
             max_clients=args.max_clients,
         )
-        trio.run(_serve, PgServer(config))
+        trio.run(_serve, PgServer(config), args.banner)
 
     run_main("pgserver", body)
 

@@ -78,10 +78,15 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
         entry = TABLE.get(argv[0].lower())
         if entry is None:
             return unknown_command_error(argv)
-    if not ctx.authenticated and argv[0] not in _NO_AUTH_NEEDED and entry.name not in (
-        "auth",
-        "hello",
-        "quit",
+    if (
+        not ctx.authenticated
+        and argv[0] not in _NO_AUTH_NEEDED
+        and entry.name
+        not in (
+            "auth",
+            "hello",
+            "quit",
+        )
     ):
         return _NOAUTH
     arity = entry.arity

@@ -13,6 +13,7 @@ import socket
 import time
 
 import trio
+import trio.lowlevel
 
 from pgserver.commands import load_all
 from pgserver.config import PgServerConfig
@@ -121,7 +122,7 @@ class PgServer:
         while True:
             await trio.sleep(interval)
             while keyspace.active_expire(budget) and keyspace.expires:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
     # ------------------------------------------------------------------ clients
 

@@ -9,38 +9,154 @@ from __future__ import annotations
 
 import json
 import pprint
-import sys
-
 import socket
+import sys
+from typing import Any
 
 import hiredis
 
-SUPPORTED = """
-ping echo hello auth select quit client command info config time dbsize flushdb flushall
-bgsave save lastsave
-del unlink exists touch type expire pexpire expireat pexpireat ttl pttl expiretime pexpiretime
-persist rename renamenx randomkey keys scan object
-get set setnx setex psetex getset getdel getex mget mset msetnx append strlen getrange
-setrange incr decr incrby decrby incrbyfloat
-hset hsetnx hget hmset hmget hdel hexists hlen hgetall hkeys hvals hincrby hincrbyfloat
-hstrlen hscan hrandfield
-lpush rpush lpushx rpushx lpop rpop llen lrange lindex lset linsert lrem ltrim lpos lmove
-rpoplpush
-sadd srem smembers sismember smismember scard spop srandmember smove sinter sunion sdiff
-sinterstore sunionstore sdiffstore sintercard sscan
-zadd zrem zscore zmscore zincrby zcard zcount zrange zrangebyscore zrevrange
-zrevrangebyscore zrangebylex zrevrangebylex zlexcount zrank zrevrank zremrangebyrank
-zremrangebyscore zremrangebylex zpopmin zpopmax zrandmember zscan zunionstore zinterstore
-""".split()
+SUPPORTED = [
+    "ping",
+    "echo",
+    "hello",
+    "auth",
+    "select",
+    "quit",
+    "client",
+    "command",
+    "info",
+    "config",
+    "time",
+    "dbsize",
+    "flushdb",
+    "flushall",
+    "bgsave",
+    "save",
+    "lastsave",
+    "del",
+    "unlink",
+    "exists",
+    "touch",
+    "type",
+    "expire",
+    "pexpire",
+    "expireat",
+    "pexpireat",
+    "ttl",
+    "pttl",
+    "expiretime",
+    "pexpiretime",
+    "persist",
+    "rename",
+    "renamenx",
+    "randomkey",
+    "keys",
+    "scan",
+    "object",
+    "get",
+    "set",
+    "setnx",
+    "setex",
+    "psetex",
+    "getset",
+    "getdel",
+    "getex",
+    "mget",
+    "mset",
+    "msetnx",
+    "append",
+    "strlen",
+    "getrange",
+    "setrange",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "incrbyfloat",
+    "hset",
+    "hsetnx",
+    "hget",
+    "hmset",
+    "hmget",
+    "hdel",
+    "hexists",
+    "hlen",
+    "hgetall",
+    "hkeys",
+    "hvals",
+    "hincrby",
+    "hincrbyfloat",
+    "hstrlen",
+    "hscan",
+    "hrandfield",
+    "lpush",
+    "rpush",
+    "lpushx",
+    "rpushx",
+    "lpop",
+    "rpop",
+    "llen",
+    "lrange",
+    "lindex",
+    "lset",
+    "linsert",
+    "lrem",
+    "ltrim",
+    "lpos",
+    "lmove",
+    "rpoplpush",
+    "sadd",
+    "srem",
+    "smembers",
+    "sismember",
+    "smismember",
+    "scard",
+    "spop",
+    "srandmember",
+    "smove",
+    "sinter",
+    "sunion",
+    "sdiff",
+    "sinterstore",
+    "sunionstore",
+    "sdiffstore",
+    "sintercard",
+    "sscan",
+    "zadd",
+    "zrem",
+    "zscore",
+    "zmscore",
+    "zincrby",
+    "zcard",
+    "zcount",
+    "zrange",
+    "zrangebyscore",
+    "zrevrange",
+    "zrevrangebyscore",
+    "zrangebylex",
+    "zrevrangebylex",
+    "zlexcount",
+    "zrank",
+    "zrevrank",
+    "zremrangebyrank",
+    "zremrangebyscore",
+    "zremrangebylex",
+    "zpopmin",
+    "zpopmax",
+    "zrandmember",
+    "zscan",
+    "zunionstore",
+    "zinterstore",
+]
 
 
-def to_text(value: object) -> object:
+def to_text(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, list):
         return [to_text(v) for v in value]
     if isinstance(value, dict):
-        return {to_text(k): to_text(v) for k, v in value.items()}  # type: ignore[misc]
+        return {to_text(k): to_text(v) for k, v in value.items()}
     return value
 
 
@@ -48,12 +164,12 @@ def main() -> None:
     port = int(sys.argv[1])
     sock = socket.create_connection(("127.0.0.1", port))
 
-    def call(*args: str) -> object:
+    def call(*args: str) -> Any:
         return call_raw(*args)[0]
 
-    def call_raw(*args: str) -> tuple[object, bytes]:
+    def call_raw(*args: str) -> tuple[Any, bytes]:
         """The parsed reply and its raw RESP2 bytes."""
-        sock.sendall(hiredis.pack_command(args))
+        sock.sendall(hiredis.pack_command(tuple[Any, ...](args)))
         reader = hiredis.Reader()
         raw = b""
         while True:
@@ -66,7 +182,7 @@ def main() -> None:
 
     table: dict[str, tuple[int, tuple[str, ...], int, int, int]] = {}
     subcommands: dict[str, list[str]] = {}
-    infos: list[list[object]] = call("COMMAND", "INFO", *SUPPORTED)
+    infos: list[list[Any]] = call("COMMAND", "INFO", *SUPPORTED)
     for info in infos:
         name, arity, flags, first, last, step = (to_text(x) for x in info[:6])
         table[name] = (arity, tuple(flags), first, last, step)
@@ -74,8 +190,13 @@ def main() -> None:
         if subs:
             subcommands[name] = sorted(to_text(s[0]).split("|")[1] for s in subs)
     with open("tessera/command_table.py", "w") as out:
-        out.write('"""Command metadata copied from redis-server 7.0 (scripts/gen_command_table.py).\n\n')
-        out.write("Generated; do not edit by hand. Each entry: arity, flags, first key, last key, key step.\n")
+        out.write(
+            '"""Command metadata copied from redis-server 7.0 (scripts/gen_command_table.py).\n\n'
+        )
+        out.write(
+            "Generated; do not edit by hand.\n"
+            "Each entry: arity, flags, first key, last key, key step.\n"
+        )
         out.write('"""\n\n')
         out.write("COMMANDS: dict[str, tuple[int, tuple[str, ...], int, int, int]] = ")
         out.write(pprint.pformat(table, width=100, sort_dicts=True))

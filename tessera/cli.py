@@ -38,6 +38,16 @@ def run_main(prog: str, body: Callable[[], None]) -> None:
         fail(prog, f"invalid {where}: {first['msg']}")
     except TesseraError as exc:
         fail(prog, str(exc))
+    except BaseExceptionGroup as group:
+        matched, _rest = group.split(TesseraError)
+        if matched is None:
+            raise
+        fail(prog, str(_first_leaf(matched)))
+
+
+def _first_leaf(group: BaseExceptionGroup[TesseraError]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ incomplete at the end of a read, so complete pipelined reads cost one hiredis pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
 import hiredis
 
@@ -136,7 +136,7 @@ class _HeaderValidator:
             if nl == -1:
                 self._line += data[pos:]
                 if len(self._line) > limits.max_inline_bytes:
-                    return "Protocol error: too big multibulk count"
+                    return "ERR Protocol error: too big multibulk count"
                 return None
             line = (self._line + data[pos:nl]).rstrip(b"\r")
             self._line = b""
@@ -151,13 +151,13 @@ class _HeaderValidator:
                 if line[:1] != b"*":
                     return None  # not a multibulk; hiredis reports the error
                 if value > limits.max_multibulk_len or value < -1:
-                    return "Protocol error: invalid multibulk length"
+                    return "ERR Protocol error: invalid multibulk length"
                 self._elements_left = max(value, 0)
             else:
                 if line[:1] != b"$":
-                    return f"Protocol error: expected '$', got '{line[:1].decode('latin-1')}'"
+                    return f"ERR Protocol error: expected '$', got '{line[:1].decode('latin-1')}'"
                 if value > limits.max_bulk_bytes or value < 0:
-                    return "Protocol error: invalid bulk length"
+                    return "ERR Protocol error: invalid bulk length"
                 self._skip = value + 2
                 self._elements_left -= 1
         return None
@@ -189,6 +189,7 @@ class RequestParser:
             if not data:
                 return commands
         was_clean = self._clean
+        self._clean = False
         self._reader.feed(data)
         gets, has_data = self._gets, self._has_data
         try:
@@ -224,17 +225,21 @@ class RequestParser:
             if nl == -1:
                 if len(buf) > limit:
                     self._inline = b""
-                    raise RequestProtocolError("Protocol error: too big inline request", commands)
+                    raise RequestProtocolError(
+                        "ERR Protocol error: too big inline request", commands
+                    )
                 self._inline = buf
                 return b""
             if nl > limit:
                 self._inline = b""
-                raise RequestProtocolError("Protocol error: too big inline request", commands)
+                raise RequestProtocolError("ERR Protocol error: too big inline request", commands)
             args = split_args(buf[:nl])
             buf = buf[nl + 1 :]
             if args is None:
                 self._inline = b""
-                raise RequestProtocolError("Protocol error: unbalanced quotes in request", commands)
+                raise RequestProtocolError(
+                    "ERR Protocol error: unbalanced quotes in request", commands
+                )
             if args:
                 commands.append(args)
         self._inline = b""
@@ -242,26 +247,26 @@ class RequestParser:
 
 
 def _first_byte_error(value: object) -> str:
-    return "Protocol error: invalid multibulk length"
+    return "ERR Protocol error: invalid multibulk length"
 
 
 def _element_error(value: object) -> str:
     if value is None:
-        return "Protocol error: invalid bulk length"
+        return "ERR Protocol error: invalid bulk length"
     kind = {int: ":", list: "*", float: ",", bool: "#", dict: "%"}.get(type(value), "?")
-    return f"Protocol error: expected '$', got '{kind}'"
+    return f"ERR Protocol error: expected '$', got '{kind}'"
 
 
 def _hiredis_error(message: str) -> str:
     lowered = message.lower()
     if "multi-bulk" in lowered or "multibulk" in lowered:
-        return "Protocol error: invalid multibulk length"
+        return "ERR Protocol error: invalid multibulk length"
     if "bulk" in lowered:
-        return "Protocol error: invalid bulk length"
+        return "ERR Protocol error: invalid bulk length"
     if "type byte" in lowered:
         got = message.split('"')[1] if '"' in message else "?"
-        return f"Protocol error: expected '$', got '{got}'"
-    return "Protocol error: " + message
+        return f"ERR Protocol error: expected '$', got '{got}'"
+    return "ERR Protocol error: " + message
 
 
 # --------------------------------------------------------------------------- replies
@@ -300,7 +305,8 @@ OK: Final = SimpleString(b"OK")
 PONG: Final = SimpleString(b"PONG")
 QUEUED: Final = SimpleString(b"QUEUED")
 
-Reply = object  # bytes | int | None | list | SimpleString | Double | Map | SetReply | ...
+# bytes | int | None | list | SimpleString | Double | Map | SetReply | RawReply | ...
+Reply = Any
 
 
 def format_double(value: float) -> bytes:
@@ -316,11 +322,11 @@ def encode(reply: Reply, resp3: bool = False) -> bytes:
     """Encode one reply value."""
     t = type(reply)
     if t is bytes:
-        return b"$%d\r\n%b\r\n" % (len(reply), reply)  # type: ignore[arg-type]
+        return b"$%d\r\n%b\r\n" % (len(reply), reply)
     if t is int:
-        return b":%d\r\n" % reply  # type: ignore[operator]
+        return b":%d\r\n" % reply
     if t is SimpleString:
-        return b"+%b\r\n" % reply  # type: ignore[operator]
+        return b"+%b\r\n" % reply
     if reply is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     out: list[bytes] = []
@@ -331,11 +337,11 @@ def encode(reply: Reply, resp3: bool = False) -> bytes:
 def _encode_into(reply: Reply, out: list[bytes], resp3: bool) -> None:
     t = type(reply)
     if t is bytes:
-        out.append(b"$%d\r\n%b\r\n" % (len(reply), reply))  # type: ignore[arg-type]
+        out.append(b"$%d\r\n%b\r\n" % (len(reply), reply))
     elif t is int:
-        out.append(b":%d\r\n" % reply)  # type: ignore[operator]
+        out.append(b":%d\r\n" % reply)
     elif t is list or t is tuple or t is SetReply:
-        items: list[object] = reply  # type: ignore[assignment]
+        items: list[Any] = reply
         prefix = b"~" if (resp3 and t is SetReply) else b"*"
         out.append(b"%b%d\r\n" % (prefix, len(items)))
         for item in items:
@@ -343,28 +349,28 @@ def _encode_into(reply: Reply, out: list[bytes], resp3: bool) -> None:
     elif reply is None:
         out.append(b"_\r\n" if resp3 else b"$-1\r\n")
     elif t is SimpleString:
-        out.append(b"+%b\r\n" % reply)  # type: ignore[operator]
+        out.append(b"+%b\r\n" % reply)
     elif t is Double:
-        text = format_double(reply)  # type: ignore[arg-type]
+        text = format_double(reply)
         out.append(b",%b\r\n" % text if resp3 else b"$%d\r\n%b\r\n" % (len(text), text))
     elif t is Map:
-        pairs: Map = reply  # type: ignore[assignment]
+        pairs: Map = reply
         out.append(b"%%%d\r\n" % len(pairs) if resp3 else b"*%d\r\n" % (2 * len(pairs)))
         for key, value in pairs:
             _encode_into(key, out, resp3)
             _encode_into(value, out, resp3)
     elif t is RawReply:
-        out.append(reply)  # type: ignore[arg-type]
+        out.append(reply)
     elif t is ErrorReply:
-        out.append(b"-%b\r\n" % reply.encode())  # type: ignore[attr-defined]
+        out.append(b"-%b\r\n" % reply.encode())
     elif reply is NULL_ARRAY:
         out.append(b"_\r\n" if resp3 else b"*-1\r\n")
     elif t is bool:
-        out.append((b"#t\r\n" if reply else b"#f\r\n") if resp3 else b":%d\r\n" % reply)  # type: ignore[operator]
+        out.append((b"#t\r\n" if reply else b"#f\r\n") if resp3 else b":%d\r\n" % reply)
     elif t is float:
-        _encode_into(Double(reply), out, resp3)  # type: ignore[arg-type]
+        _encode_into(Double(reply), out, resp3)
     elif t is str:
-        data = reply.encode()  # type: ignore[attr-defined]
+        data = reply.encode()
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     else:
         raise TypeError(f"cannot encode reply of type {t.__name__}")
@@ -377,4 +383,5 @@ def encode_error(message: str) -> bytes:
 
 def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
     """A request as a RESP array of bulk strings (what clients and the gateway send)."""
-    return hiredis.pack_command(tuple(args))  # type: ignore[no-any-return]
+    packed: bytes = hiredis.pack_command(cast(Any, tuple(args)))
+    return packed

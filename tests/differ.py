@@ -18,7 +18,7 @@ def raw_client(port: int, protocol: int = 2) -> redis.Redis:
 
 def call(client: redis.Redis, args: Sequence[object]) -> Outcome:
     try:
-        return ("ok", client.execute_command(*args))
+        return ("ok", client.execute_command(*args))  # type: ignore[no-untyped-call]
     except redis.ResponseError as exc:
         return (f"error:{type(exc).__name__}", str(exc))
 

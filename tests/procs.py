@@ -20,7 +20,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -40,8 +42,20 @@ def start_redis(port: int | None = None, *extra: str) -> tuple[subprocess.Popen[
         raise RuntimeError("redis-server is not installed; run `make test` to install it")
     port = port or free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--databases", "16", *extra],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--databases",
+            "16",
+            *extra,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -49,11 +63,23 @@ def start_redis(port: int | None = None, *extra: str) -> tuple[subprocess.Popen[
     return proc, port
 
 
-def start_pgserver(data_dir: Path, port: int | None = None, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_pgserver(
+    data_dir: Path, port: int | None = None, *extra: str
+) -> tuple[subprocess.Popen[bytes], int]:
     port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pgserver", "--port", str(port), "--data-dir", str(data_dir),
-         "--log-level", "warning", *extra],
+        [
+            sys.executable,
+            "-m",
+            "pgserver",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

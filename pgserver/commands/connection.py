@@ -60,9 +60,7 @@ def hello(ctx: Context, argv: list[bytes]) -> object:
         try:
             version = parse_int(argv[1])
         except CommandError:
-            raise CommandError(
-                "ERR Protocol version is not an integer or out of range"
-            ) from None
+            raise CommandError("ERR Protocol version is not an integer or out of range") from None
         i = 2
         if version not in (2, 3):
             raise CommandError("NOPROTO unsupported protocol version")
@@ -78,11 +76,13 @@ def hello(ctx: Context, argv: list[bytes]) -> object:
             _validate_name(name)
             i += 2
         else:
-            raise CommandError(f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'")
+            raise CommandError(
+                f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'"
+            )
     if not ctx.authenticated:
         raise CommandError(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client "
+            "HELLO AUTH <user> <pass> option can be used to authenticate the client "
             "and select the RESP protocol version at the same time"
         )
     if name is not None:
@@ -173,5 +173,3 @@ def client(ctx: Context, argv: list[bytes]) -> object:
     if sub in (b"id", b"getname", b"setname", b"setinfo", b"info", b"list"):
         raise wrong_arity("client|" + sub.decode())
     raise unknown_subcommand(argv[1], "client")
-
-

@@ -49,8 +49,10 @@ def command_(ctx: Context, argv: list[bytes]) -> object:
         return [name.encode() for name in _implemented()]
     if sub == b"info":
         names = [a.decode("utf-8", "replace").lower() for a in argv[2:]] or _implemented()
-        return [_info_reply(name) if name in COMMANDS and name.encode() in TABLE else None
-                for name in names]
+        return [
+            _info_reply(name) if name in COMMANDS and name.encode() in TABLE else None
+            for name in names
+        ]
     if sub == b"docs":
         names = [a.decode("utf-8", "replace").lower() for a in argv[2:]] or _implemented()
         docs = _raw_replies()["docs"]

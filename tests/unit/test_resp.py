@@ -1,0 +1,171 @@
+"""The RESP codec: framing, inline commands, limits, and fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tessera.errors import ProtocolError
+from tessera.resp import (
+    NULL_ARRAY,
+    OK,
+    Double,
+    Limits,
+    Map,
+    RequestParser,
+    RequestProtocolError,
+    SetReply,
+    encode,
+    encode_command,
+    split_args,
+)
+
+commands = st.lists(st.lists(st.binary(max_size=30), min_size=1, max_size=6), max_size=8)
+
+
+def feed_all(parser: RequestParser, data: bytes) -> list[list[bytes]]:
+    return parser.feed(data)
+
+
+def feed_bytewise(parser: RequestParser, data: bytes) -> list[list[bytes]]:
+    out: list[list[bytes]] = []
+    for i in range(len(data)):
+        out.extend(parser.feed(data[i : i + 1]))
+    return out
+
+
+@given(commands)
+def test_roundtrip_whole_and_bytewise(cmds: list[list[bytes]]) -> None:
+    wire = b"".join(encode_command(c) for c in cmds)
+    assert feed_all(RequestParser(), wire) == cmds
+    assert feed_bytewise(RequestParser(), wire) == cmds
+
+
+@given(commands, st.lists(st.integers(min_value=1, max_value=50), max_size=20))
+def test_arbitrary_splits_give_same_commands(cmds: list[list[bytes]], cuts: list[int]) -> None:
+    wire = b"".join(encode_command(c) for c in cmds)
+    parser = RequestParser()
+    out: list[list[bytes]] = []
+    pos = 0
+    for cut in cuts:
+        out.extend(parser.feed(wire[pos : pos + cut]))
+        pos += cut
+    out.extend(parser.feed(wire[pos:]))
+    assert out == cmds
+
+
+def test_inline_commands() -> None:
+    parser = RequestParser()
+    assert parser.feed(b"PING\r\n") == [[b"PING"]]
+    assert parser.feed(b"SET a 'b c'\n") == [[b"SET", b"a", b"b c"]]
+    assert parser.feed(b'ECHO "x\\ny\\x41"\r\n\r\n') == [[b"ECHO", b"x\ny\x41"]]
+    assert parser.feed(b"GET ") == []
+    assert parser.feed(b"key\r\n*1\r\n$4\r\nPING\r\n") == [[b"GET", b"key"], [b"PING"]]
+    assert parser.feed(b"PING\r\n") == [[b"PING"]]
+
+
+def test_split_args_quotes() -> None:
+    assert split_args(b"a \"b c\" 'd\\'e'") == [b"a", b"b c", b"d'e"]
+    assert split_args(b'"unterminated') is None
+    assert split_args(b'"a"b') is None
+    assert split_args(b"   ") == []
+
+
+def test_empty_and_null_multibulk_are_ignored() -> None:
+    assert RequestParser().feed(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n") == [[b"PING"]]
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"*1\r\n$600000000\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"*1\r\n$-5\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"*1\r\n$abc\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"*2000000\r\n", "ERR Protocol error: invalid multibulk length"),
+        (b"*x\r\n", "ERR Protocol error: invalid multibulk length"),
+        (b"*1\r\n:5\r\n", "ERR Protocol error: expected '$', got ':'"),
+        (b"*2\r\n$1\r\na\r\n*1\r\n", "ERR Protocol error: expected '$', got '*'"),
+        (b'SET "a\r\n', "ERR Protocol error: unbalanced quotes in request"),
+    ],
+)
+def test_protocol_errors_use_redis_wording(wire: bytes, message: str) -> None:
+    parser = RequestParser()
+    with pytest.raises(RequestProtocolError) as info:
+        feed_all(parser, wire)
+    assert info.value.reply == message
+
+
+def test_commands_before_the_break_are_kept() -> None:
+    with pytest.raises(RequestProtocolError) as info:
+        RequestParser().feed(b"*1\r\n$4\r\nPING\r\n*1\r\n:1\r\n")
+    assert info.value.commands == [[b"PING"]]
+
+
+def test_inline_limit() -> None:
+    parser = RequestParser(Limits(max_inline_bytes=100))
+    with pytest.raises(RequestProtocolError) as info:
+        parser.feed(b"x" * 101)
+    assert info.value.reply == "ERR Protocol error: too big inline request"
+
+
+def test_bulk_limit_is_configurable() -> None:
+    parser = RequestParser(Limits(max_bulk_bytes=10))
+    assert parser.feed(encode_command([b"SET", b"k", b"0123456789"])) == [
+        [b"SET", b"k", b"0123456789"]
+    ]
+    with pytest.raises(RequestProtocolError):
+        parser.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$11\r\n0123")
+
+
+def test_large_value_arriving_in_pieces() -> None:
+    value = b"v" * 300_000
+    wire = encode_command([b"SET", b"k", value])
+    parser = RequestParser()
+    out: list[list[bytes]] = []
+    for i in range(0, len(wire), 4096):
+        out.extend(parser.feed(wire[i : i + 4096]))
+    assert out == [[b"SET", b"k", value]]
+
+
+@settings(max_examples=500)
+@given(st.lists(st.binary(max_size=40), max_size=10))
+def test_garbage_never_raises_anything_but_protocol_error(chunks: list[bytes]) -> None:
+    parser = RequestParser(Limits(max_bulk_bytes=1000, max_multibulk_len=100, max_inline_bytes=200))
+    try:
+        for chunk in chunks:
+            for cmd in parser.feed(chunk):
+                assert all(type(arg) is bytes for arg in cmd)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from([b"*", b"$", b"\r\n", b"1", b"3", b"-", b"a", b":", b"+", b" ", b'"']),
+        max_size=40,
+    )
+)
+def test_resp_shaped_garbage(tokens: list[bytes]) -> None:
+    parser = RequestParser(Limits(max_bulk_bytes=1000, max_multibulk_len=100, max_inline_bytes=200))
+    with contextlib.suppress(ProtocolError):
+        parser.feed(b"".join(tokens))
+
+
+def test_encode_resp2_and_resp3() -> None:
+    assert encode(b"x") == b"$1\r\nx\r\n"
+    assert encode(5) == b":5\r\n"
+    assert encode(None) == b"$-1\r\n"
+    assert encode(None, resp3=True) == b"_\r\n"
+    assert encode(OK) == b"+OK\r\n"
+    assert encode([b"a", 1, None]) == b"*3\r\n$1\r\na\r\n:1\r\n$-1\r\n"
+    assert encode(Double(1.1)) == b"$18\r\n1.1000000000000001\r\n"
+    assert encode(Double(1.5), resp3=True) == b",1.5\r\n"
+    assert encode(Double(float("inf"))) == b"$3\r\ninf\r\n"
+    assert encode(Map([(b"a", 1)])) == b"*2\r\n$1\r\na\r\n:1\r\n"
+    assert encode(Map([(b"a", 1)]), resp3=True) == b"%1\r\n$1\r\na\r\n:1\r\n"
+    assert encode(SetReply([b"a"]), resp3=True) == b"~1\r\n$1\r\na\r\n"
+    assert encode(NULL_ARRAY) == b"*-1\r\n"
