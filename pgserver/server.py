@@ -1,14 +1,20 @@
 """The pgserver's trio driver: accept clients, parse, execute, reply.
 
-Hot path (see docs/architecture.md): plain non-blocking sockets driven by
-trio.lowlevel.wait_readable; every complete command of a read is executed and all replies
-go out in one send; a task per connection, none per request.
+Hot path (measured in docs/benchmarks.md): one reactor task owns a level-triggered epoll
+set holding the listener and every client socket, and trio waits on that epoll's fd. Each
+wakeup serves every ready socket: recv, execute every complete command, one send of all
+replies. So trio pays one wakeup per batch of ready clients instead of one per client
+read (its per-wakeup cost dominated the per-task design), and no task exists per request or
+per connection. A client whose socket is full is switched to write-interest and not read
+until its output drains (backpressure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import select
 import socket
 import time
 
@@ -65,7 +71,7 @@ class PgServer:
                 nursery.start_soon(self._expire_loop)
                 task_status.started(self.port)
                 log.info("pgserver listening on %s:%d", self.config.bind, self.port)
-                await self._accept_loop(listener, nursery)
+                await self._reactor(listener)
         finally:
             listener.close()
 
@@ -89,31 +95,135 @@ class PgServer:
         self.port = listener.getsockname()[1]
         return listener
 
-    async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+    async def _reactor(self, listener: socket.socket) -> None:
+        poller = select.epoll()
+        conns: dict[int, _Connection] = {}
+        listener_fd = listener.fileno()
+        poller.register(listener_fd, select.EPOLLIN)
+        wait_readable = trio.lowlevel.wait_readable
+        tick = self.keyspace.tick
+        try:
+            while True:
+                await wait_readable(poller)
+                events = poller.poll(0)
+                if not events:
+                    continue
+                tick()
+                for fd, mask in events:
+                    if fd == listener_fd:
+                        self._accept_all(listener, poller, conns)
+                        continue
+                    conn = conns.get(fd)
+                    if conn is None:
+                        continue
+                    if conn.pending:
+                        keep = self._drain(conn, poller)
+                    else:
+                        keep = self._on_readable(conn, poller)
+                    if not keep:
+                        self._close(conn, poller, conns)
+        finally:
+            for conn in list(conns.values()):
+                self._close(conn, poller, conns)
+            poller.close()
+
+    def _accept_all(
+        self, listener: socket.socket, poller: select.epoll, conns: dict[int, _Connection]
+    ) -> None:
         while True:
-            await trio.lowlevel.wait_readable(listener)
             try:
-                conn, addr = listener.accept()
+                sock, addr = listener.accept()
             except BlockingIOError:
-                continue
+                return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     log.warning("accept failed: %s", exc)
-                    await trio.sleep(0.1)
-                    continue
+                    return
                 raise
             self.connections_received += 1
-            conn.setblocking(False)
-            if conn.family != socket.AF_UNIX:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self.clients) >= self.config.max_clients:
                 self.rejected_connections += 1
-                try:
-                    conn.send(b"-ERR max number of clients reached\r\n")
-                finally:
-                    conn.close()
+                with contextlib.suppress(OSError):
+                    sock.send(b"-ERR max number of clients reached\r\n")
+                sock.close()
                 continue
-            nursery.start_soon(self._serve_client, conn, f"{addr[0]}:{addr[1]}")
+            peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+            conn = _Connection(sock, Context(self, peer), RequestParser(self.limits))
+            conns[conn.fd] = conn
+            self.clients[conn.ctx.client_id] = conn.ctx
+            poller.register(conn.fd, select.EPOLLIN)
+
+    def _on_readable(self, conn: _Connection, poller: select.epoll) -> bool:
+        """Serve one read's worth of commands; False when the connection must close."""
+        try:
+            data = conn.sock.recv(_RECV_BYTES)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        ctx = conn.ctx
+        broken: RequestProtocolError | None = None
+        try:
+            commands = conn.parser.feed(data)
+        except RequestProtocolError as exc:
+            commands, broken = exc.commands, exc
+        if len(commands) == 1:
+            out = execute(ctx, commands[0])
+        else:
+            replies = []
+            for argv in commands:
+                replies.append(execute(ctx, argv))
+                if ctx.close_after_reply:
+                    break
+            out = b"".join(replies)
+        self.commands_processed += len(commands)
+        if broken is not None:
+            out += encode_error(broken.reply)
+            conn.closing = True
+        elif ctx.close_after_reply:
+            conn.closing = True
+        if out:
+            try:
+                sent = conn.sock.send(out)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return False
+            if sent < len(out):
+                conn.pending = memoryview(out)[sent:]
+                poller.modify(conn.fd, select.EPOLLOUT)
+                return True
+        return not conn.closing
+
+    def _drain(self, conn: _Connection, poller: select.epoll) -> bool:
+        """Send what a full socket held back; resume reading once it is all out."""
+        try:
+            sent = conn.sock.send(conn.pending)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        conn.pending = conn.pending[sent:]
+        if conn.pending:
+            return True
+        if conn.closing:
+            return False
+        poller.modify(conn.fd, select.EPOLLIN)
+        return True
+
+    def _close(
+        self, conn: _Connection, poller: select.epoll, conns: dict[int, _Connection]
+    ) -> None:
+        conns.pop(conn.fd, None)
+        self.clients.pop(conn.ctx.client_id, None)
+        with contextlib.suppress(OSError, ValueError):
+            poller.unregister(conn.fd)
+        conn.sock.close()
 
     async def _expire_loop(self) -> None:
         interval = self.config.active_expire_interval_ms / 1000
@@ -124,71 +234,16 @@ class PgServer:
             while keyspace.active_expire(budget) and keyspace.expires:
                 await trio.lowlevel.checkpoint()
 
-    # ------------------------------------------------------------------ clients
 
-    async def _serve_client(self, sock: socket.socket, addr: str) -> None:
-        ctx = Context(self, addr)
-        self.clients[ctx.client_id] = ctx
-        parser = RequestParser(self.limits)
-        wait_readable = trio.lowlevel.wait_readable
-        recv = sock.recv
-        tick = self.keyspace.tick
-        try:
-            while True:
-                await wait_readable(sock)
-                try:
-                    data = recv(_RECV_BYTES)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                tick()
-                broken: RequestProtocolError | None = None
-                try:
-                    commands = parser.feed(data)
-                except RequestProtocolError as exc:
-                    commands, broken = exc.commands, exc
-                if len(commands) == 1:
-                    out = execute(ctx, commands[0])
-                else:
-                    replies = []
-                    for argv in commands:
-                        replies.append(execute(ctx, argv))
-                        if ctx.close_after_reply:
-                            break
-                    out = b"".join(replies)
-                self.commands_processed += len(commands)
-                if broken is not None:
-                    out += encode_error(broken.reply)
-                if out and not await _send_all(sock, out):
-                    return
-                if broken is not None or ctx.close_after_reply:
-                    return
-        finally:
-            del self.clients[ctx.client_id]
-            sock.close()
+class _Connection:
+    """One client's socket, parser and unsent output."""
 
+    __slots__ = ("closing", "ctx", "fd", "parser", "pending", "sock")
 
-async def _send_all(sock: socket.socket, data: bytes) -> bool:
-    """Write everything; synchronous when the socket has room (the common case)."""
-    try:
-        sent = sock.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError:
-        return False
-    if sent == len(data):
-        return True
-    view = memoryview(data)[sent:]
-    while view:
-        await trio.lowlevel.wait_writable(sock)
-        try:
-            sent = sock.send(view)
-        except BlockingIOError:
-            continue
-        except OSError:
-            return False
-        view = view[sent:]
-    return True
+    def __init__(self, sock: socket.socket, ctx: Context, parser: RequestParser) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.ctx = ctx
+        self.parser = parser
+        self.pending = memoryview(b"")
+        self.closing = False
