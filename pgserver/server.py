@@ -109,7 +109,7 @@ class PgServer:
                 if not events:
                     continue
                 tick()
-                for fd, mask in events:
+                for fd, _mask in events:
                     if fd == listener_fd:
                         self._accept_all(listener, poller, conns)
                         continue
