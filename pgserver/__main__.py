@@ -27,6 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
     )
     parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument(
+        "--fsync",
+        choices=["always", "everysec", "no"],
+        default="everysec",
+        help="when the log is fsynced: before every reply batch, once a second, or never",
+    )
+    parser.add_argument(
+        "--checkpoint-every-mb",
+        type=int,
+        default=256,
+        help="take a checkpoint after this much log growth (0: only on BGSAVE/SAVE)",
+    )
+    parser.add_argument("--log-segment-mb", type=int, default=64)
+    parser.add_argument(
+        "--keep-log-mb", type=int, default=256, help="log kept behind the newest checkpoint"
+    )
     parser.add_argument("--banner", action="store_true", help="print how to connect once listening")
     add_common_arguments(parser)
     return parser
@@ -60,6 +76,10 @@ def main() -> None:
             data_dir=args.data_dir,
             requirepass=args.requirepass,
             max_clients=args.max_clients,
+            fsync=args.fsync,
+            checkpoint_every_mb=args.checkpoint_every_mb,
+            log_segment_mb=args.log_segment_mb,
+            keep_log_mb=args.keep_log_mb,
         )
         trio.run(_serve, PgServer(config), args.banner)
 

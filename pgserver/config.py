@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,3 +21,7 @@ class PgServerConfig(BaseModel):
     max_inline_bytes: int = Field(default=64 * 1024, ge=1)
     active_expire_interval_ms: int = Field(default=100, ge=1)
     active_expire_budget_ms: float = Field(default=1.0, gt=0)
+    fsync: Literal["always", "everysec", "no"] = "everysec"
+    log_segment_mb: int = Field(default=64, ge=1)
+    checkpoint_every_mb: int = Field(default=256, ge=0)  # 0: only on BGSAVE/SAVE
+    keep_log_mb: int = Field(default=256, ge=0)  # log kept behind a checkpoint for slaves

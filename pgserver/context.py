@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import TYPE_CHECKING
 
 from pgserver.commands import TABLE
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from pgserver.server import PgServer
 
 _client_ids = itertools.count(1)
+log = logging.getLogger("tessera.pgserver")
 
 
 class Context:
@@ -98,6 +100,11 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
     except CommandError as exc:
         ctx.rewritten = None
         return encode_error(exc.reply)
+    except Exception:
+        # A bug in one handler must not take the server (and every other client) down.
+        ctx.rewritten = None
+        log.exception("internal error executing %r", argv[:3])
+        return encode_error(f"ERR internal error executing '{entry.name}' (see server log)")
     if entry.write:
         server = ctx.server
         if ctx.rewritten is None:

@@ -24,6 +24,7 @@ import trio.lowlevel
 from pgserver.commands import load_all
 from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
+from pgserver.durability import Durability, RecoveryReport
 from pgserver.keyspace import Keyspace
 from tessera.errors import ConfigError
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
@@ -36,11 +37,13 @@ load_all()
 
 
 class PgServer:
-    """One partition-group member. Owns its keyspace, its clients and their tasks."""
+    """One partition-group member. Owns its keyspace, log, clients and their tasks."""
 
     def __init__(self, config: PgServerConfig) -> None:
         self.config = config
         self.keyspace = Keyspace()
+        self.durability = Durability(config, self.keyspace)
+        self.keyspace.on_expired = self._log_expiry
         self.limits = Limits(
             max_bulk_bytes=config.max_bulk_bytes,
             max_multibulk_len=config.max_multibulk_len,
@@ -53,27 +56,66 @@ class PgServer:
         self.connections_received = 0
         self.rejected_connections = 0
         self.dirty = 0
+        self.recovery: RecoveryReport | None = None
+        self._replay_ctx = Context(self, "replay")
         self._nursery: trio.Nursery | None = None
+        self._poller: select.epoll | None = None
+        self._conns: dict[int, _Connection] = {}
+        self._held: list[tuple[int, _Connection]] = []  # (lsn, conn) waiting for fsync
+        self._sync_wanted = trio.Event()
 
-    # ------------------------------------------------------------------ replication hook
+    # ------------------------------------------------------------------ the log
 
     def log_write(self, argv: list[bytes]) -> None:
         """Called once per executed write (or per rewritten form of it)."""
         self.dirty += 1
+        if not self.durability.replaying:
+            self.durability.append(argv, self.keyspace.now)
+
+    def _log_expiry(self, key: bytes) -> None:
+        """Expiry deletes are logged as DEL, so replicas and replays never expire on their own."""
+        if not self.durability.replaying:
+            self.durability.append([b"DEL", key], self.keyspace.now)
+
+    def _apply_logged(self, argv: list[bytes], timestamp_ms: int) -> bool:
+        self.keyspace.now = timestamp_ms
+        return not execute(self._replay_ctx, argv).startswith(b"-")
+
+    def recover(self) -> RecoveryReport:
+        """Rebuild the keyspace from the data directory (checkpoint + log replay)."""
+        report = self.durability.recover(self._apply_logged)
+        self.recovery = report
+        if report.checkpoint_keys or report.replayed_records or report.truncated_bytes:
+            log.info(
+                "recovered %d keys from checkpoint at LSN %d and %d log records in %.2fs%s",
+                report.checkpoint_keys,
+                report.checkpoint_lsn,
+                report.replayed_records,
+                report.seconds,
+                f"; truncated a torn tail of {report.truncated_bytes} bytes"
+                if report.truncated_bytes
+                else "",
+            )
+        return report
 
     # ------------------------------------------------------------------ lifecycle
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.recovery is None:
+            self.recover()
         listener = self._listen()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._expire_loop)
+                nursery.start_soon(self._sync_loop)
+                nursery.start_soon(self._checkpoint_loop)
                 task_status.started(self.port)
                 log.info("pgserver listening on %s:%d", self.config.bind, self.port)
                 await self._reactor(listener)
         finally:
             listener.close()
+            self.durability.close()
 
     def shutdown(self) -> None:
         if self._nursery is not None:
@@ -96,12 +138,14 @@ class PgServer:
         return listener
 
     async def _reactor(self, listener: socket.socket) -> None:
-        poller = select.epoll()
-        conns: dict[int, _Connection] = {}
+        poller = self._poller = select.epoll()
+        conns = self._conns
         listener_fd = listener.fileno()
         poller.register(listener_fd, select.EPOLLIN)
         wait_readable = trio.lowlevel.wait_readable
         tick = self.keyspace.tick
+        durability = self.durability
+        log_ = durability.log
         try:
             while True:
                 await wait_readable(poller)
@@ -109,6 +153,7 @@ class PgServer:
                 if not events:
                     continue
                 tick()
+                replies: list[_Connection] = []
                 for fd, _mask in events:
                     if fd == listener_fd:
                         self._accept_all(listener, poller, conns)
@@ -119,13 +164,80 @@ class PgServer:
                     if conn.pending:
                         keep = self._drain(conn, poller)
                     else:
-                        keep = self._on_readable(conn, poller)
+                        keep = self._on_readable(conn)
+                        if conn.out:
+                            replies.append(conn)
                     if not keep:
                         self._close(conn, poller, conns)
+                if not replies:
+                    continue
+                if log_.has_unwritten:
+                    log_.write()  # one write for every client of this wakeup: group commit
+                if durability.reply_lsn < log_.end_lsn:
+                    self._hold(replies, log_.end_lsn)
+                else:
+                    for conn in replies:
+                        if not self._send(conn, poller):
+                            self._close(conn, poller, conns)
         finally:
             for conn in list(conns.values()):
                 self._close(conn, poller, conns)
             poller.close()
+            self._poller = None
+
+    def _hold(self, replies: list[_Connection], lsn: int) -> None:
+        """Keep these replies until the log is durable up to `lsn`; stop reading meanwhile."""
+        assert self._poller is not None
+        for conn in replies:
+            self._poller.modify(conn.fd, 0)
+            self._held.append((lsn, conn))
+        self._sync_wanted.set()
+
+    def _release(self, durable_lsn: int) -> None:
+        poller = self._poller
+        if poller is None:
+            return
+        still: list[tuple[int, _Connection]] = []
+        for lsn, conn in self._held:
+            if lsn > durable_lsn:
+                still.append((lsn, conn))
+            elif conn.fd in self._conns:
+                if self._send(conn, poller):
+                    if not conn.pending:
+                        poller.modify(conn.fd, select.EPOLLIN)
+                else:
+                    self._close(conn, poller, self._conns)
+        self._held = still
+
+    async def _sync_loop(self) -> None:
+        """fsync off the event loop: at once when replies wait (always), else once a second."""
+        durability = self.durability
+        log_ = durability.log
+        while True:
+            if durability.policy == "always":
+                await self._sync_wanted.wait()
+                self._sync_wanted = trio.Event()
+            else:
+                await trio.sleep(1.0)
+                if durability.policy == "no":
+                    continue
+            if log_.has_unwritten:
+                log_.write()
+            if log_.written_lsn <= log_.durable_lsn:
+                continue
+            batch = log_.sync_batch()
+            lsn = await trio.to_thread.run_sync(batch.sync)
+            log_.mark_durable(lsn)
+            if self._held:
+                self._release(lsn)
+
+    async def _checkpoint_loop(self) -> None:
+        durability = self.durability
+        while True:
+            await trio.sleep(0.05 if durability.checkpoint_job is not None else 0.25)
+            durability.poll_checkpoint()
+            if durability.checkpoint_due():
+                durability.start_checkpoint()
 
     def _accept_all(
         self, listener: socket.socket, poller: select.epoll, conns: dict[int, _Connection]
@@ -156,8 +268,8 @@ class PgServer:
             self.clients[conn.ctx.client_id] = conn.ctx
             poller.register(conn.fd, select.EPOLLIN)
 
-    def _on_readable(self, conn: _Connection, poller: select.epoll) -> bool:
-        """Serve one read's worth of commands; False when the connection must close."""
+    def _on_readable(self, conn: _Connection) -> bool:
+        """Execute one read's worth of commands into conn.out; False: close the connection."""
         try:
             data = conn.sock.recv(_RECV_BYTES)
         except BlockingIOError:
@@ -187,17 +299,23 @@ class PgServer:
             conn.closing = True
         elif ctx.close_after_reply:
             conn.closing = True
-        if out:
-            try:
-                sent = conn.sock.send(out)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return False
-            if sent < len(out):
-                conn.pending = memoryview(out)[sent:]
-                poller.modify(conn.fd, select.EPOLLOUT)
-                return True
+        conn.out = out
+        return bool(out) or not conn.closing
+
+    def _send(self, conn: _Connection, poller: select.epoll) -> bool:
+        """Send conn.out; on a full socket keep the rest and wait for writability."""
+        out = conn.out
+        conn.out = b""
+        try:
+            sent = conn.sock.send(out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(out):
+            conn.pending = memoryview(out)[sent:]
+            poller.modify(conn.fd, select.EPOLLOUT)
+            return True
         return not conn.closing
 
     def _drain(self, conn: _Connection, poller: select.epoll) -> bool:
@@ -238,12 +356,13 @@ class PgServer:
 class _Connection:
     """One client's socket, parser and unsent output."""
 
-    __slots__ = ("closing", "ctx", "fd", "parser", "pending", "sock")
+    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "sock")
 
     def __init__(self, sock: socket.socket, ctx: Context, parser: RequestParser) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx
         self.parser = parser
-        self.pending = memoryview(b"")
+        self.out = b""  # replies of the current wakeup, not yet sent
+        self.pending = memoryview(b"")  # replies a full socket did not take
         self.closing = False

@@ -49,6 +49,7 @@ def load_all() -> None:
         hashes,
         keys,
         lists,
+        persistence,
         server,
         sets,
         sorted_sets,

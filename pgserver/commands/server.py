@@ -163,7 +163,10 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
             ("maxmemory", 0),
             ("maxmemory_policy", "noeviction"),
         ],
-        "Persistence": [("loading", 0), ("rdb_changes_since_last_save", server.dirty)],
+        "Persistence": [
+            *server.durability.info_fields(),
+            ("rdb_changes_since_last_save", server.dirty),
+        ],
         "Stats": [
             ("total_connections_received", server.connections_received),
             ("total_commands_processed", server.commands_processed),
