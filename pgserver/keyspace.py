@@ -21,6 +21,8 @@ from tessera.partition import PARTITIONS
 from tessera.partition import pn as partition_of
 
 Value = bytes | dict[bytes, bytes] | deque[bytes] | set[bytes] | ZSet
+# Spelled once here: inside Keyspace, `set` names the method.
+KeySet = set[bytes]
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
@@ -33,6 +35,10 @@ TYPE_NAMES: dict[type, bytes] = {
 }
 
 
+# Below this many keys RANDOMKEY picks uniformly from all keys (cheap at this size).
+_SMALL_KEYSPACE = 256
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -40,12 +46,19 @@ def now_ms() -> int:
 class Keyspace:
     """One database of keys. Not thread-safe; owned by the server's event loop."""
 
-    def __init__(self, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], int] = now_ms,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        # `clock` gives ms since the epoch (key deadlines); `timer` measures the active
+        # sweep's work budget. Both are injectable for tests.
         self.data: dict[bytes, Value] = {}
         self.expires: dict[bytes, int] = {}
         self.by_partition: list[set[bytes]] = [set() for _ in range(PARTITIONS)]
         self._deadlines: list[tuple[int, bytes]] = []
         self._clock = clock
+        self._timer = timer
         self.now = clock()
         # Called with the key whenever expiry (lazy or active) deletes it; the log
         # issue turns these into logged deletions.
@@ -62,8 +75,9 @@ class Keyspace:
     # ------------------------------------------------------------------ lookup
 
     def _expired(self, key: bytes) -> bool:
+        # As in Redis (keyIsExpired), a key is still alive during its deadline millisecond.
         when = self.expires.get(key)
-        if when is not None and when <= self.now:
+        if when is not None and when < self.now:
             self._expire(key)
             return True
         return False
@@ -133,6 +147,15 @@ class Keyspace:
             self.expires.pop(key, None)
         self.by_partition[partition_of(key)].discard(key)
 
+    def rename(self, src: bytes, dst: bytes) -> None:
+        """Move live `src` (value and TTL) to `dst`, replacing whatever `dst` held."""
+        value = self.data[src]
+        when = self.expires.get(src) if self.expires else None
+        self._remove(src)
+        self.set(dst, value)
+        if when is not None:
+            self.set_expire(dst, when)
+
     def remove_if_empty(self, key: bytes, value: Value) -> None:
         """Delete a collection key that became empty (Redis never keeps empty collections)."""
         if not value:
@@ -167,27 +190,44 @@ class Keyspace:
         if self.on_expired is not None:
             self.on_expired(key)
 
+    def is_expired(self, key: bytes) -> bool:
+        """Whether `key` has a passed deadline, without deleting it (KEYS must not write)."""
+        when = self.expires.get(key)
+        return when is not None and when < self.now
+
     def active_expire(self, budget_s: float = 0.001) -> int:
-        """Delete keys whose deadline passed, stopping after `budget_s` of work."""
+        """Delete keys whose deadline passed, for at most about `budget_s` of work.
+
+        Pops the deadline heap in order; entries made stale by PERSIST, a new TTL or a
+        deletion are skipped. The timer is read every few entries (stale or not, and
+        on_expired may be slow), so one call never holds the event loop much longer than
+        the budget. Returns the number of keys deleted.
+        """
         heap = self._deadlines
         if not heap:
             return 0
         now = self.tick()
-        deadline = time.perf_counter() + budget_s
-        removed = 0
+        if heap[0][0] >= now:
+            return 0
+        timer = self._timer
+        stop = timer() + budget_s
         expires = self.expires
-        while heap and heap[0][0] <= now:
-            when, key = heapq.heappop(heap)
+        pop = heapq.heappop
+        removed = 0
+        steps = 0
+        while heap and heap[0][0] < now:
+            when, key = pop(heap)
             if expires.get(key) == when:
                 self._expire(key)
                 removed += 1
-                if removed % 32 == 0 and time.perf_counter() > deadline:
-                    break
+            steps += 1
+            if not steps & 7 and timer() >= stop:
+                break
         return removed
 
     # ------------------------------------------------------------------ partitions
 
-    def keys_in_partition(self, partition: int) -> set[bytes]:
+    def keys_in_partition(self, partition: int) -> KeySet:
         return self.by_partition[partition]
 
     def count_range(self, first: int, last: int) -> int:
@@ -212,15 +252,28 @@ class Keyspace:
     # ------------------------------------------------------------------ iteration
 
     def random_key(self) -> bytes | None:
-        """A random live key, or None when the keyspace is empty."""
-        while self.data:
-            for _ in range(64):
-                keys = self.by_partition[random.randrange(PARTITIONS)]
-                if keys:
-                    break
+        """A random live key, or None when the keyspace is empty.
+
+        Small keyspaces pick uniformly; large ones pick a random non-empty partition
+        (probing, then walking on from a random start) and a key inside it.
+        """
+        data = self.data
+        by_partition = self.by_partition
+        randrange = random.randrange
+        while data:
+            if len(data) <= _SMALL_KEYSPACE:
+                key = random.choice(tuple(data))
             else:
-                keys = next(k for k in self.by_partition if k)
-            key = random.choice(tuple(keys))
+                for _ in range(64):
+                    keys = by_partition[randrange(PARTITIONS)]
+                    if keys:
+                        break
+                else:
+                    p = randrange(PARTITIONS)
+                    while not by_partition[p]:
+                        p = (p + 1) % PARTITIONS
+                    keys = by_partition[p]
+                key = random.choice(tuple(keys))
             if self.get(key) is not None:
                 return key
         return None
@@ -229,19 +282,23 @@ class Keyspace:
         """Partition-granular SCAN: the cursor is the next partition to visit (0 = done).
 
         Whole partitions are returned at once, so a key present for the whole scan is
-        returned exactly once, whatever changes in between.
+        returned exactly once, whatever changes in between. A call visits at most
+        100 * count partitions (empty ones are cheap), so it stays bounded. Keys are
+        returned as stored: the caller filters expired ones.
         """
+        if not self.data or cursor >= PARTITIONS:
+            return 0, []
+        by_partition = self.by_partition
         found: list[bytes] = []
         p = cursor
-        visited = 0
-        while p < PARTITIONS:
-            keys = self.by_partition[p]
+        limit = min(PARTITIONS, cursor + count * 100)
+        while p < limit:
+            keys = by_partition[p]
             p += 1
-            visited += 1
             if keys:
                 found.extend(keys)
-            if len(found) >= count or visited >= count * 100:
-                break
+                if len(found) >= count:
+                    break
         return (0 if p >= PARTITIONS else p), found
 
     def live(self, keys: Iterable[bytes]) -> list[bytes]:
