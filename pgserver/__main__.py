@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-segment-mb", type=int, default=64)
     parser.add_argument(
+        "--no-log",
+        action="store_true",
+        help="benchmarking only: keep no log, nothing survives a restart",
+    )
+    parser.add_argument(
         "--keep-log-mb", type=int, default=256, help="log kept behind the newest checkpoint"
     )
     parser.add_argument("--banner", action="store_true", help="print how to connect once listening")
@@ -80,6 +85,7 @@ def main() -> None:
             checkpoint_every_mb=args.checkpoint_every_mb,
             log_segment_mb=args.log_segment_mb,
             keep_log_mb=args.keep_log_mb,
+            log_enabled=not args.no_log,
         )
         trio.run(_serve, PgServer(config), args.banner)
 

@@ -69,20 +69,27 @@ class PgServer:
     def log_write(self, argv: list[bytes]) -> None:
         """Called once per executed write (or per rewritten form of it)."""
         self.dirty += 1
-        if not self.durability.replaying:
+        if self._logging:
             self.durability.append(argv, self.keyspace.now)
 
     def _log_expiry(self, key: bytes) -> None:
         """Expiry deletes are logged as DEL, so replicas and replays never expire on their own."""
-        if not self.durability.replaying:
+        if self._logging:
             self.durability.append([b"DEL", key], self.keyspace.now)
 
     def _apply_logged(self, argv: list[bytes], timestamp_ms: int) -> bool:
         self.keyspace.now = timestamp_ms
         return not execute(self._replay_ctx, argv).startswith(b"-")
 
+    @property
+    def _logging(self) -> bool:
+        return self.config.log_enabled and not self.durability.replaying
+
     def recover(self) -> RecoveryReport:
         """Rebuild the keyspace from the data directory (checkpoint + log replay)."""
+        if not self.config.log_enabled:
+            self.recovery = RecoveryReport(0, 0, 0, 0, 0, 0.0)
+            return self.recovery
         report = self.durability.recover(self._apply_logged)
         self.recovery = report
         if report.checkpoint_keys or report.replayed_records or report.truncated_bytes:
@@ -108,14 +115,16 @@ class PgServer:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._expire_loop)
-                nursery.start_soon(self._sync_loop)
-                nursery.start_soon(self._checkpoint_loop)
+                if self.config.log_enabled:
+                    nursery.start_soon(self._sync_loop)
+                    nursery.start_soon(self._checkpoint_loop)
                 task_status.started(self.port)
                 log.info("pgserver listening on %s:%d", self.config.bind, self.port)
                 await self._reactor(listener)
         finally:
             listener.close()
-            self.durability.close()
+            if self.config.log_enabled:
+                self.durability.close()
 
     def shutdown(self) -> None:
         if self._nursery is not None:
