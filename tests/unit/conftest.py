@@ -13,7 +13,7 @@ class RecordingServer(PgServer):
     """A real PgServer that also keeps every logged write, to check deterministic replay."""
 
     def __init__(self) -> None:
-        super().__init__(PgServerConfig(port=0))
+        super().__init__(PgServerConfig(port=0, log_enabled=False))
         self.logged: list[list[bytes]] = []
 
     def log_write(self, argv: list[bytes]) -> None:
