@@ -98,6 +98,19 @@ class ZSet:
         zset.index = SortedList([(s, m) for m, s in scores.items()])
         return zset
 
+    @classmethod
+    def load(cls, scores: dict[bytes, float], listpack: bool) -> ZSet:
+        """Rebuild a saved set exactly (checkpoints): scores as given, encoding as saved.
+
+        Re-adding members one by one would instead replay the listpack rules and could
+        turn a big set's -0 scores into 0.
+        """
+        zset = cls()
+        zset.listpack = listpack
+        zset.scores = scores
+        zset.index = SortedList([(s, m) for m, s in scores.items()])
+        return zset
+
     @property
     def encoding(self) -> bytes:
         """What OBJECT ENCODING would say in Redis."""
