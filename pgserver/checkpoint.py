@@ -7,7 +7,8 @@ Format (little-endian), versioned and checksummed, no pickle:
     trailer u64 entry count, u32 crc32 of the count
 Entry: u8 type, i64 expire_ms (-1: none), u32 key length, key, then the value:
     string: u32 len + bytes;  hash: u32 n, n * (field, value);  list/set: u32 n, n * item;
-    zset: u32 n, n * (member, f64 score); every item as u32 len + bytes.
+    zset: u32 n, n * (member, f64 score); every item as u32 len + bytes. Type 5 is a small
+    (listpack) sorted set, 6 a large one: the difference shows in -0 scores and OBJECT ENCODING.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _U32 = struct.Struct("<I")
 _F64 = struct.Struct("<d")
 _BLOCK_BYTES: Final = 1 << 20
 
-T_STRING, T_HASH, T_LIST, T_SET, T_ZSET = 1, 2, 3, 4, 5
+T_STRING, T_HASH, T_LIST, T_SET, T_ZSET, T_ZSET_SKIPLIST = 1, 2, 3, 4, 5, 6
 
 Entry = tuple[bytes, Value, int | None]
 
@@ -58,7 +59,8 @@ def _encode_entry(key: bytes, value: Value, expire: int | None, out: list[bytes]
         for field, item in value.items():
             out += (u32(len(field)), field, u32(len(item)), item)
     elif isinstance(value, ZSet):
-        out += (_ENTRY.pack(T_ZSET, exp, len(key)), key, u32(len(value)))
+        kind = T_ZSET if value.listpack else T_ZSET_SKIPLIST  # keeps -0 and the encoding
+        out += (_ENTRY.pack(kind, exp, len(key)), key, u32(len(value)))
         for member, score in value.scores.items():
             out += (u32(len(member)), member, _F64.pack(score))
     else:
@@ -203,14 +205,13 @@ def _decode_block(data: bytes) -> Iterator[Entry]:
                 value = deque(item() for _ in range(n))
             elif kind == T_SET:
                 value = {item() for _ in range(n)}
-            elif kind == T_ZSET:
-                z = ZSet()
+            elif kind in (T_ZSET, T_ZSET_SKIPLIST):
+                scores: dict[bytes, float] = {}
                 for _ in range(n):
                     member = item()
-                    (score,) = _F64.unpack_from(data, pos)
+                    (scores[member],) = _F64.unpack_from(data, pos)
                     pos += 8
-                    z.add(member, score)
-                value = z
+                value = ZSet.load(scores, listpack=kind == T_ZSET)
             else:
                 raise StorageError(f"unknown checkpoint entry type {kind}")
         yield key, value, expire

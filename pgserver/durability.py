@@ -74,6 +74,8 @@ class Durability:
         self.checkpoint_job: CheckpointJob | None = None
         self.last_checkpoint_seconds = 0.0
         self.last_fork_ms = 0.0
+        self._batch: list[list[bytes]] = []  # writes not yet sealed into a record
+        self._batch_ts = 0
 
     # ------------------------------------------------------------------ recovery
 
@@ -99,12 +101,12 @@ class Durability:
                 if record.kind != KIND_COMMAND:
                     continue
                 reader.feed(record.payload)
-                argv = reader.gets()
-                if not isinstance(argv, list):
-                    raise StorageError(f"log record at LSN {record.lsn} does not hold a command")
-                replayed += 1
-                if not apply(argv, record.timestamp_ms):
-                    errors += 1
+                while (argv := reader.gets()) is not False:
+                    if not isinstance(argv, list):
+                        raise StorageError(f"log record at LSN {record.lsn} holds a non-command")
+                    replayed += 1
+                    if not apply(argv, record.timestamp_ms):
+                        errors += 1
         finally:
             self.replaying = False
         if errors:
@@ -142,16 +144,50 @@ class Durability:
 
     # ------------------------------------------------------------------ appends
 
-    def append(self, argv: list[bytes], timestamp_ms: int) -> int:
-        """Log one executed write; returns its LSN."""
-        keys = command_keys(argv)
-        if len(keys) == 1:
-            partitions: tuple[int, ...] = (partition_of(keys[0]),)
-        elif keys:
-            partitions = tuple(sorted({partition_of(k) for k in keys}))
+    def append(self, argv: list[bytes], timestamp_ms: int) -> None:
+        """Log one executed write. Writes of one reactor wakeup share a record (sealed by
+        write()), so per-record costs (header, checksum, partition list) are paid once per
+        batch rather than once per command."""
+        if self._batch and timestamp_ms != self._batch_ts:
+            self.seal()
+        self._batch.append(argv)
+        self._batch_ts = timestamp_ms
+
+    def seal(self) -> None:
+        """Turn the pending writes into one log record."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        if len(batch) == 1:
+            argv = batch[0]
+            payload = encode_command(argv)
+            keys = command_keys(argv)
+            if len(keys) == 1:
+                partitions: tuple[int, ...] = (partition_of(keys[0]),)
+            else:
+                partitions = tuple(sorted({partition_of(k) for k in keys})) if keys else ()
         else:
-            partitions = ()
-        return self.log.append(KIND_COMMAND, timestamp_ms, partitions, encode_command(argv))
+            payload = b"".join([encode_command(argv) for argv in batch])
+            found: set[int] = set()
+            everything = False
+            for argv in batch:
+                keys = command_keys(argv)
+                if keys:
+                    found.update(partition_of(k) for k in keys)
+                else:
+                    everything = True  # e.g. FLUSHALL: the record concerns every partition
+            partitions = () if everything else tuple(sorted(found))
+        self.log.append(KIND_COMMAND, self._batch_ts, partitions, payload)
+
+    @property
+    def has_unwritten(self) -> bool:
+        return bool(self._batch) or self.log.has_unwritten
+
+    def write(self) -> int:
+        """Seal pending writes and hand them to the OS (one write syscall)."""
+        self.seal()
+        return self.log.write()
 
     @property
     def reply_lsn(self) -> int:
@@ -172,7 +208,7 @@ class Durability:
         """Fork a child that writes the keyspace as of the current log end; False if busy."""
         if self.checkpoint_job is not None:
             return False
-        self.log.write()
+        self.write()
         lsn = self.log.end_lsn
         path = self.directory / snapshot_name(lsn)
         info = SnapshotInfo(lsn, self.keyspace.now, 0, 8191)
@@ -217,7 +253,7 @@ class Durability:
 
     def save(self) -> None:
         """Synchronous checkpoint in this process (SAVE): blocks the loop, like Redis."""
-        self.log.write()
+        self.write()
         lsn = self.log.end_lsn
         path = self.directory / snapshot_name(lsn)
         ks = self.keyspace
@@ -259,6 +295,7 @@ class Durability:
 
     def close(self) -> None:
         self.abort_checkpoint()
+        self.seal()
         self.log.close()
 
     def info_fields(self) -> list[tuple[str, object]]:

@@ -19,6 +19,8 @@ Record (little-endian):
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ SEGMENT_HEADER = struct.Struct("<8sHxxxxxxQQ")  # magic, version, pad, first_lsn
 SEGMENT_HEADER_SIZE: Final = SEGMENT_HEADER.size  # 32
 
 ALL_PARTITIONS: tuple[int, ...] = ()
+
+if sys.byteorder != "little":  # array("H") is written in native byte order
+    raise ImportError("the log format code assumes a little-endian machine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +71,17 @@ class Record:
         return any(first <= p <= last for p in self.partitions)
 
 
+_PREFIX = struct.Struct("<II")
+_HEAD = struct.Struct("<BBHQ")
+
+
 def encode_record(kind: int, timestamp_ms: int, partitions: Sequence[int], payload: bytes) -> bytes:
-    pns = struct.pack(f"<{len(partitions)}H", *partitions) if partitions else b""
-    body = struct.pack("<BBHQ", RECORD_VERSION, kind, len(partitions), timestamp_ms) + pns + payload
-    return struct.pack("<II", len(payload), zlib.crc32(body)) + body
+    count = len(partitions)
+    head = _HEAD.pack(RECORD_VERSION, kind, count, timestamp_ms)
+    if count:
+        head += array("H", partitions).tobytes()
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return b"".join((_PREFIX.pack(len(payload), crc), head, payload))
 
 
 class CorruptRecord(StorageError):

@@ -180,8 +180,8 @@ class PgServer:
                         self._close(conn, poller, conns)
                 if not replies:
                     continue
-                if log_.has_unwritten:
-                    log_.write()  # one write for every client of this wakeup: group commit
+                if durability.has_unwritten:
+                    durability.write()  # one record, one write for this wakeup: group commit
                 if durability.reply_lsn < log_.end_lsn:
                     self._hold(replies, log_.end_lsn)
                 else:
@@ -230,8 +230,8 @@ class PgServer:
                 await trio.sleep(1.0)
                 if durability.policy == "no":
                     continue
-            if log_.has_unwritten:
-                log_.write()
+            if durability.has_unwritten:
+                durability.write()
             if log_.written_lsn <= log_.durable_lsn:
                 continue
             batch = log_.sync_batch()

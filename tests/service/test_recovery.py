@@ -28,7 +28,7 @@ def run(server: PgServer, *args: str | bytes) -> bytes:
     server._test_ctx = ctx  # type: ignore[attr-defined]
     server.keyspace.tick()
     reply = execute(ctx, [a if isinstance(a, bytes) else a.encode() for a in args])
-    server.durability.log.write()
+    server.durability.write()
     return reply
 
 
@@ -172,7 +172,8 @@ def test_crash_at_random_byte_recovers_exactly_the_complete_records(
     for record in complete:
         reader.feed(record.payload)
         reference.keyspace.now = record.timestamp_ms
-        execute(ctx, reader.gets())
+        while (argv := reader.gets()) is not False:
+            execute(ctx, argv)
     recovered = server_at(directory)
     assert snapshot(recovered) == snapshot(reference)
     recovered.durability.close()
