@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from binascii import crc_hqx
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from pgserver.keyspace import Keyspace
 from pgserver.log import ReplicationLog
 from pgserver.log_format import KIND_COMMAND
 from tessera.errors import StorageError
-from tessera.keys import command_keys
+from tessera.keys import SINGLE_KEY, command_keys
 from tessera.partition import pn as partition_of
 from tessera.resp import encode_command
 
@@ -58,6 +59,23 @@ class CheckpointJob:
     started: float
 
 
+def batch_partitions(batch: list[list[bytes]]) -> tuple[int, ...]:
+    """Sorted partitions touched by these writes; () when one concerns every partition."""
+    crc = crc_hqx
+    if {argv[0] for argv in batch} <= SINGLE_KEY and b"{" not in b"".join(
+        [argv[1] for argv in batch]
+    ):
+        # The common case, as comprehensions (half the cost of the general loop).
+        return tuple(sorted({crc(argv[1], 0) & 8191 for argv in batch}))
+    found: set[int] = set()
+    for argv in batch:
+        keys = command_keys(argv)
+        if not keys:
+            return ()  # e.g. FLUSHALL
+        found.update(partition_of(key) for key in keys)
+    return tuple(sorted(found))
+
+
 class Durability:
     """Owns the log and checkpoint files under the server's data directory."""
 
@@ -67,15 +85,18 @@ class Durability:
         self.directory = Path(config.data_dir)
         self.log = ReplicationLog(self.directory / "log", config.log_segment_mb * 1024 * 1024)
         self.policy = config.fsync
-        self.replaying = False
         self.checkpoint_lsn = 0
         self.checkpoint_time = 0.0
         self.checkpoint_status = "ok"
         self.checkpoint_job: CheckpointJob | None = None
         self.last_checkpoint_seconds = 0.0
         self.last_fork_ms = 0.0
-        self._batch: list[list[bytes]] = []  # writes not yet sealed into a record
+        # Writes not yet sealed into a record: every argv (for its partitions), and the
+        # payload pieces in order, each an argv to encode or raw RESP bytes from a client.
+        self._batch: list[list[bytes]] = []
+        self._pieces: list[list[bytes] | bytes] = []
         self._batch_ts = 0
+        self._generation = 0  # bumped by every seal, so marks from before it are void
 
     # ------------------------------------------------------------------ recovery
 
@@ -95,20 +116,16 @@ class Durability:
             )
         reader = hiredis.Reader()
         replayed = errors = 0
-        self.replaying = True
-        try:
-            for record in self.log.read(ckpt_lsn):
-                if record.kind != KIND_COMMAND:
-                    continue
-                reader.feed(record.payload)
-                while (argv := reader.gets()) is not False:
-                    if not isinstance(argv, list):
-                        raise StorageError(f"log record at LSN {record.lsn} holds a non-command")
-                    replayed += 1
-                    if not apply(argv, record.timestamp_ms):
-                        errors += 1
-        finally:
-            self.replaying = False
+        for record in self.log.read(ckpt_lsn):
+            if record.kind != KIND_COMMAND:
+                continue
+            reader.feed(record.payload)
+            while (argv := reader.gets()) is not False:
+                if not isinstance(argv, list):
+                    raise StorageError(f"log record at LSN {record.lsn} holds a non-command")
+                replayed += 1
+                if not apply(argv, record.timestamp_ms):
+                    errors += 1
         if errors:
             log.warning("%d logged commands failed on replay (non-deterministic?)", errors)
         self.keyspace.tick()
@@ -151,34 +168,44 @@ class Durability:
         if self._batch and timestamp_ms != self._batch_ts:
             self.seal()
         self._batch.append(argv)
+        self._pieces.append(argv)
         self._batch_ts = timestamp_ms
+
+    def mark(self) -> tuple[int, int]:
+        """Where the pending pieces end now (see use_raw)."""
+        return self._generation, len(self._pieces)
+
+    def use_raw(self, mark: tuple[int, int], commands: list[list[bytes]], raw: bytes) -> None:
+        """Log `raw` (the client's bytes for `commands`) instead of re-encoding them.
+
+        Only when exactly these command objects were appended since `mark`, i.e. every
+        command of the read was a write logged as it was sent.
+        """
+        generation, start = mark
+        pieces = self._pieces
+        if generation != self._generation or len(pieces) - start != len(commands):
+            return
+        for logged, sent in zip(pieces[start:], commands, strict=True):
+            if logged is not sent:
+                return
+        del pieces[start:]
+        pieces.append(raw)
 
     def seal(self) -> None:
         """Turn the pending writes into one log record."""
         batch = self._batch
         if not batch:
             return
+        pieces = self._pieces
         self._batch = []
-        if len(batch) == 1:
-            argv = batch[0]
-            payload = encode_command(argv)
-            keys = command_keys(argv)
-            if len(keys) == 1:
-                partitions: tuple[int, ...] = (partition_of(keys[0]),)
-            else:
-                partitions = tuple(sorted({partition_of(k) for k in keys})) if keys else ()
+        self._pieces = []
+        self._generation += 1
+        if len(pieces) == 1:
+            only = pieces[0]
+            payload = only if isinstance(only, bytes) else encode_command(only)
         else:
-            payload = b"".join([encode_command(argv) for argv in batch])
-            found: set[int] = set()
-            everything = False
-            for argv in batch:
-                keys = command_keys(argv)
-                if keys:
-                    found.update(partition_of(k) for k in keys)
-                else:
-                    everything = True  # e.g. FLUSHALL: the record concerns every partition
-            partitions = () if everything else tuple(sorted(found))
-        self.log.append(KIND_COMMAND, self._batch_ts, partitions, payload)
+            payload = b"".join([p if isinstance(p, bytes) else encode_command(p) for p in pieces])
+        self.log.append(KIND_COMMAND, self._batch_ts, batch_partitions(batch), payload)
 
     @property
     def has_unwritten(self) -> bool:

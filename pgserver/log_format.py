@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import struct
 import sys
-from array import array
 import zlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final

@@ -58,6 +58,8 @@ class PgServer:
         self.dirty = 0
         self.recovery: RecoveryReport | None = None
         self._replay_ctx = Context(self, "replay")
+        # Whether executed writes are appended to the log (off while replaying it).
+        self.logging = config.log_enabled
         self._nursery: trio.Nursery | None = None
         self._poller: select.epoll | None = None
         self._conns: dict[int, _Connection] = {}
@@ -69,28 +71,28 @@ class PgServer:
     def log_write(self, argv: list[bytes]) -> None:
         """Called once per executed write (or per rewritten form of it)."""
         self.dirty += 1
-        if self._logging:
+        if self.logging:
             self.durability.append(argv, self.keyspace.now)
 
     def _log_expiry(self, key: bytes) -> None:
         """Expiry deletes are logged as DEL, so replicas and replays never expire on their own."""
-        if self._logging:
+        if self.logging:
             self.durability.append([b"DEL", key], self.keyspace.now)
 
     def _apply_logged(self, argv: list[bytes], timestamp_ms: int) -> bool:
         self.keyspace.now = timestamp_ms
         return not execute(self._replay_ctx, argv).startswith(b"-")
 
-    @property
-    def _logging(self) -> bool:
-        return self.config.log_enabled and not self.durability.replaying
-
     def recover(self) -> RecoveryReport:
         """Rebuild the keyspace from the data directory (checkpoint + log replay)."""
         if not self.config.log_enabled:
             self.recovery = RecoveryReport(0, 0, 0, 0, 0, 0.0)
             return self.recovery
-        report = self.durability.recover(self._apply_logged)
+        self.logging = False  # replayed writes are already in the log
+        try:
+            report = self.durability.recover(self._apply_logged)
+        finally:
+            self.logging = True
         self.recovery = report
         if report.checkpoint_keys or report.replayed_records or report.truncated_bytes:
             log.info(
@@ -289,10 +291,13 @@ class PgServer:
             return False
         ctx = conn.ctx
         broken: RequestProtocolError | None = None
+        parser = conn.parser
         try:
-            commands = conn.parser.feed(data)
+            commands = parser.feed(data)
         except RequestProtocolError as exc:
             commands, broken = exc.commands, exc
+        durability = self.durability
+        mark = durability.mark()
         if len(commands) == 1:
             out = execute(ctx, commands[0])
         else:
@@ -303,6 +308,8 @@ class PgServer:
                     break
             out = b"".join(replies)
         self.commands_processed += len(commands)
+        if parser.exact and self.logging:
+            durability.use_raw(mark, commands, data)
         if broken is not None:
             out += encode_error(broken.reply)
             conn.closing = True

@@ -15,6 +15,11 @@ for _name, (_arity, _flags, _first, _last, _step) in COMMANDS.items():
         _SPECS[_name.encode()] = (_first, _last, _step)
         _SPECS[_name.upper().encode()] = (_first, _last, _step)
 
+# Names (as sent, lower or upper case) of commands whose only key is argv[1].
+SINGLE_KEY: frozenset[bytes] = frozenset(
+    name for name, (first, last, _step) in _SPECS.items() if first == 1 and last == 1
+) - {b"zunionstore", b"ZUNIONSTORE", b"zinterstore", b"ZINTERSTORE"}
+
 # numkeys-style commands: name -> (index of numkeys, extra leading key positions)
 _NUMKEYS: dict[bytes, tuple[int, tuple[int, ...]]] = {
     b"zunionstore": (2, (1,)),

@@ -166,7 +166,16 @@ class _HeaderValidator:
 class RequestParser:
     """Turns a client's byte stream into commands (lists of bytes)."""
 
-    __slots__ = ("_clean", "_gets", "_has_data", "_inline", "_limits", "_reader", "_validator")
+    __slots__ = (
+        "_clean",
+        "_gets",
+        "_has_data",
+        "_inline",
+        "_limits",
+        "_reader",
+        "_validator",
+        "exact",
+    )
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
@@ -176,6 +185,10 @@ class RequestParser:
         self._clean = True  # hiredis holds no partial request
         self._inline = b""  # unfinished inline line
         self._validator: _HeaderValidator | None = None
+        # True when the last fed bytes were exactly the RESP arrays returned for them (no
+        # inline, nothing partial before or after, nothing skipped): then those bytes can
+        # be logged as they are instead of being encoded again.
+        self.exact = False
 
     def feed(self, data: bytes) -> list[Command]:
         """Every request completed by `data`, in order.
@@ -184,10 +197,14 @@ class RequestParser:
         stream is broken; the connection must then be closed after replying.
         """
         commands: list[Command] = []
+        self.exact = False
         if self._inline or (self._clean and data[:1] != b"*"):
             data = self._feed_inline(data, commands)
             if not data:
                 return commands
+            skipped = True
+        else:
+            skipped = False
         was_clean = self._clean
         self._clean = False
         self._reader.feed(data)
@@ -197,6 +214,7 @@ class RequestParser:
                 if type(cmd) is not list:
                     if cmd is None:  # *-1: Redis ignores it
                         self._clean = not has_data()
+                        skipped = True
                         continue
                     raise RequestProtocolError(_first_byte_error(cmd), commands)
                 for arg in cmd:
@@ -205,10 +223,13 @@ class RequestParser:
                 self._clean = not has_data()
                 if cmd:
                     commands.append(cmd)
+                else:
+                    skipped = True
         except hiredis.ProtocolError as exc:
             raise RequestProtocolError(_hiredis_error(str(exc)), commands) from exc
         if self._clean:
             self._validator = None
+            self.exact = was_clean and not skipped
         else:
             if was_clean or self._validator is None:
                 self._validator = _HeaderValidator(self._limits)
@@ -309,6 +330,9 @@ QUEUED: Final = SimpleString(b"QUEUED")
 Reply = Any
 
 
+_OK_LINE: Final = b"+OK\r\n"
+
+
 def format_double(value: float) -> bytes:
     """Redis 7.0's addReplyDouble text: %.17g, with inf/-inf spelled out."""
     if value == float("inf"):
@@ -323,6 +347,8 @@ def encode(reply: Reply, resp3: bool = False) -> bytes:
     t = type(reply)
     if t is bytes:
         return b"$%d\r\n%b\r\n" % (len(reply), reply)
+    if reply is OK:
+        return _OK_LINE
     if t is int:
         return b":%d\r\n" % reply
     if t is SimpleString:

@@ -117,8 +117,21 @@ def test_type(diff: Differ) -> None:
 
 
 def test_arity(diff: Differ) -> None:
-    for name in ("DEL", "UNLINK", "EXISTS", "TOUCH", "TYPE", "TTL", "PTTL", "PERSIST",
-                 "EXPIRETIME", "PEXPIRETIME", "KEYS", "SCAN", "OBJECT"):
+    for name in (
+        "DEL",
+        "UNLINK",
+        "EXISTS",
+        "TOUCH",
+        "TYPE",
+        "TTL",
+        "PTTL",
+        "PERSIST",
+        "EXPIRETIME",
+        "PEXPIRETIME",
+        "KEYS",
+        "SCAN",
+        "OBJECT",
+    ):
         diff(name)
     diff("TYPE", "a", "b")
     diff("TTL", "a", "b")
@@ -164,10 +177,17 @@ def test_expire_and_ttl(diff: Differ) -> None:
 
 
 def test_expire_in_the_past_deletes(diff: Differ) -> None:
-    for name, when in (("EXPIRE", "0"), ("EXPIRE", "-5"), ("PEXPIRE", "0"),
-                       ("PEXPIRE", "-1"), ("EXPIREAT", "1"), ("PEXPIREAT", "0"),
-                       ("EXPIREAT", "-100"), ("PEXPIREAT", LONG_MIN),
-                       ("EXPIRE", "-9223372036854775")):
+    for name, when in (
+        ("EXPIRE", "0"),
+        ("EXPIRE", "-5"),
+        ("PEXPIRE", "0"),
+        ("PEXPIRE", "-1"),
+        ("EXPIREAT", "1"),
+        ("PEXPIREAT", "0"),
+        ("EXPIREAT", "-100"),
+        ("PEXPIREAT", LONG_MIN),
+        ("EXPIRE", "-9223372036854775"),
+    ):
         diff("SET", "k", "v")
         diff(name, "k", when)
         diff("EXISTS", "k")
@@ -182,9 +202,23 @@ def test_expire_in_the_past_deletes(diff: Differ) -> None:
 def test_expire_errors(diff: Differ) -> None:
     diff("SET", "k", "v")
     for name in ("EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"):
-        for when in ("x", "", "1.5", " 1", "1 ", "01", "+1", "-0", "9223372036854775808",
-                     LONG_MIN, LONG_MAX, "9223372036854775", "9223372036854776",
-                     "-9223372036854775", "-9223372036854776"):
+        for when in (
+            "x",
+            "",
+            "1.5",
+            " 1",
+            "1 ",
+            "01",
+            "+1",
+            "-0",
+            "9223372036854775808",
+            LONG_MIN,
+            LONG_MAX,
+            "9223372036854775",
+            "9223372036854776",
+            "-9223372036854775",
+            "-9223372036854776",
+        ):
             diff(name, "k", when)
             diff("SET", "k", "v")
         diff(name, "missing", "x")
@@ -383,16 +417,83 @@ def test_randomkey_skips_expired(diff: Differ) -> None:
         diff("RANDOMKEY")
 
 
-GLOB_KEYS = ["", "a", "b", "ab", "abc", "aXc", "a*c", "a?c", "a[c", "a]c", "a\\c", "A",
-             "hello", "hallo", "hxllo", "heeeello", "-", "^", "foo:bar:1", "foo:baz:22",
-             "\xff", "x y", "{tag}1", "{tag}2"]
+GLOB_KEYS = [
+    "",
+    "a",
+    "b",
+    "ab",
+    "abc",
+    "aXc",
+    "a*c",
+    "a?c",
+    "a[c",
+    "a]c",
+    "a\\c",
+    "A",
+    "hello",
+    "hallo",
+    "hxllo",
+    "heeeello",
+    "-",
+    "^",
+    "foo:bar:1",
+    "foo:baz:22",
+    "\xff",
+    "x y",
+    "{tag}1",
+    "{tag}2",
+]
 
-GLOB_PATTERNS = ["*", "**", "", "?", "??", "a*", "*c", "a?c", "a*c", "a**c", "h?llo", "h*llo",
-                 "h[ae]llo", "h[^e]llo", "h[a-b]llo", "h[b-a]llo", "a[*]c", "a[?]c", "a\\*c",
-                 "a\\?c", "a\\[c", "a[\\]]c", "a]c", "a[]c", "a[c", "a[", "[", "[^", "[]",
-                 "a\\", "\\", "a\\\\c", "[a-]*", "a[-]c", "[A-a]*", "[^a-z]", "*:*:?",
-                 "foo:ba?:*", "*[0-9]", "{tag}*", "*\xff*", "[\x80-\xff]", "x?y", "?*?",
-                 "*a*b*c*", "[!a]*", "[^]", "[^]]*"]
+GLOB_PATTERNS = [
+    "*",
+    "**",
+    "",
+    "?",
+    "??",
+    "a*",
+    "*c",
+    "a?c",
+    "a*c",
+    "a**c",
+    "h?llo",
+    "h*llo",
+    "h[ae]llo",
+    "h[^e]llo",
+    "h[a-b]llo",
+    "h[b-a]llo",
+    "a[*]c",
+    "a[?]c",
+    "a\\*c",
+    "a\\?c",
+    "a\\[c",
+    "a[\\]]c",
+    "a]c",
+    "a[]c",
+    "a[c",
+    "a[",
+    "[",
+    "[^",
+    "[]",
+    "a\\",
+    "\\",
+    "a\\\\c",
+    "[a-]*",
+    "a[-]c",
+    "[A-a]*",
+    "[^a-z]",
+    "*:*:?",
+    "foo:ba?:*",
+    "*[0-9]",
+    "{tag}*",
+    "*\xff*",
+    "[\x80-\xff]",
+    "x?y",
+    "?*?",
+    "*a*b*c*",
+    "[!a]*",
+    "[^]",
+    "[^]]*",
+]
 
 
 def test_keys_glob(diff: Differ) -> None:
@@ -430,8 +531,18 @@ def test_scan_full_iteration(diff: Differ) -> None:
     assert len(full_scan(diff, "match", "*:3?", "count", "7")) == 10 + 4 * 10
     full_scan(diff, "MATCH", "**")
     full_scan(diff, "MATCH", "*")
-    for kind in ("string", "list", "hash", "set", "zset", "STRING", "Hash", "none", "stream",
-                 "bogus"):
+    for kind in (
+        "string",
+        "list",
+        "hash",
+        "set",
+        "zset",
+        "STRING",
+        "Hash",
+        "none",
+        "stream",
+        "bogus",
+    ):
         full_scan(diff, "TYPE", kind)
     full_scan(diff, "TYPE", "list", "MATCH", "list:1*", "COUNT", "3")
     full_scan(diff, "TYPE", "zset", "TYPE", "set")
@@ -451,8 +562,19 @@ def test_scan_skips_expired(diff: Differ) -> None:
 
 def test_scan_errors(diff: Differ) -> None:
     diff("SET", "k", "v")
-    for cursor in ("x", " 0", "\t0", "0 ", "1x", "18446744073709551616", "-18446744073709551616",
-                   "+", "-", "0.5", "1e3"):
+    for cursor in (
+        "x",
+        " 0",
+        "\t0",
+        "0 ",
+        "1x",
+        "18446744073709551616",
+        "-18446744073709551616",
+        "+",
+        "-",
+        "0.5",
+        "1e3",
+    ):
         diff("SCAN", cursor)
         diff("SCAN", cursor, "COUNT", "0")
     diff("SCAN", "0", "COUNT", "0")
@@ -490,9 +612,28 @@ def test_scan_empty_and_resp3(diff3: Differ) -> None:
 
 
 def test_object_encoding_strings(diff: Differ) -> None:
-    for value in ("0", "1", "-1", "123", "9999", "10000", LONG_MAX, LONG_MIN,
-                  "9223372036854775808", "-0", "01", "+1", " 1", "1.5", "", "abc",
-                  "x" * 44, "x" * 45, "x" * 1000, "1" * 21):
+    for value in (
+        "0",
+        "1",
+        "-1",
+        "123",
+        "9999",
+        "10000",
+        LONG_MAX,
+        LONG_MIN,
+        "9223372036854775808",
+        "-0",
+        "01",
+        "+1",
+        " 1",
+        "1.5",
+        "",
+        "abc",
+        "x" * 44,
+        "x" * 45,
+        "x" * 1000,
+        "1" * 21,
+    ):
         diff("SET", "s", value)
         diff("OBJECT", "ENCODING", "s")
         diff("OBJECT", "REFCOUNT", "s")
@@ -609,13 +750,15 @@ relative = st.one_of(
 )
 absolute = st.one_of(
     st.tuples(st.just("EXPIREAT"), st.sampled_from(["0", "100", str(FAR_S), str(FAR_S + 9)])),
-    st.tuples(st.just("PEXPIREAT"), st.sampled_from(["-5", str(FAR_MS), str(FAR_MS + 1)])
-              | bad_ints),
+    st.tuples(
+        st.just("PEXPIREAT"), st.sampled_from(["-5", str(FAR_MS), str(FAR_MS + 1)]) | bad_ints
+    ),
 )
 expire_commands = st.one_of(
     st.tuples(relative, keys, st.lists(st.sampled_from(["NX", "xx", "bad"]), max_size=2)),
-    st.tuples(absolute, keys, st.lists(st.sampled_from(["NX", "XX", "GT", "lt", "bad"]),
-                                       max_size=2)),
+    st.tuples(
+        absolute, keys, st.lists(st.sampled_from(["NX", "XX", "GT", "lt", "bad"]), max_size=2)
+    ),
 ).map(lambda t: [t[0][0], t[1], t[0][1], *t[2]])
 writers = st.one_of(
     st.tuples(st.just("SET"), keys, st.sampled_from(["1", "v", "x" * 50])).map(list),
@@ -623,21 +766,23 @@ writers = st.one_of(
     st.tuples(st.just("RPUSH"), keys, st.sampled_from(["a", "b"])).map(list),
     st.tuples(st.just("SADD"), keys, st.sampled_from(["1", "m"])).map(list),
     st.tuples(st.just("ZADD"), keys, st.just("1"), st.sampled_from(["m", "n"])).map(list),
-    st.tuples(st.sampled_from(["SREM", "HDEL", "ZREM"]), keys, st.sampled_from(["1", "m", "f"]))
-    .map(list),
+    st.tuples(
+        st.sampled_from(["SREM", "HDEL", "ZREM"]), keys, st.sampled_from(["1", "m", "f"])
+    ).map(list),
     st.tuples(st.just("LPOP"), keys).map(list),
 )
 key_commands = st.one_of(
     writers,
-    st.tuples(st.sampled_from(["DEL", "UNLINK", "EXISTS", "TOUCH"]), st.lists(keys, min_size=1,
-                                                                            max_size=4))
-    .map(lambda t: [t[0], *t[1]]),
-    st.tuples(st.sampled_from(["TYPE", "PERSIST", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]),
-              keys).map(list),
+    st.tuples(
+        st.sampled_from(["DEL", "UNLINK", "EXISTS", "TOUCH"]),
+        st.lists(keys, min_size=1, max_size=4),
+    ).map(lambda t: [t[0], *t[1]]),
+    st.tuples(
+        st.sampled_from(["TYPE", "PERSIST", "TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"]), keys
+    ).map(list),
     expire_commands,
     st.tuples(st.sampled_from(["RENAME", "RENAMENX"]), keys, keys).map(list),
-    st.tuples(st.just("OBJECT"), st.sampled_from(["ENCODING", "REFCOUNT", "FREQ"]), keys)
-    .map(list),
+    st.tuples(st.just("OBJECT"), st.sampled_from(["ENCODING", "REFCOUNT", "FREQ"]), keys).map(list),
     st.tuples(st.just("KEYS"), st.sampled_from(["*", "?", "{*", "[ab]", "*d"])).map(list),
     st.just(["RANDOMKEY"]),
     st.just(["DBSIZE"]),

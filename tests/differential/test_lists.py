@@ -76,9 +76,22 @@ def test_pop_count_errors(diff: Differ) -> None:
 def test_lrange_bounds(diff: Differ) -> None:
     diff("RPUSH", "l", *[str(i) for i in range(10)])
     for start, end in [
-        ("0", "-1"), ("0", "0"), ("-1", "-1"), ("2", "5"), ("-3", "-1"), ("-100", "2"),
-        ("5", "100"), ("7", "3"), ("10", "20"), ("-100", "-50"), ("8", "9"), ("1", "8"),
-        (LONG_MIN, LONG_MAX), ("0", LONG_MIN), (LONG_MAX, LONG_MAX), ("-5", "-6"),
+        ("0", "-1"),
+        ("0", "0"),
+        ("-1", "-1"),
+        ("2", "5"),
+        ("-3", "-1"),
+        ("-100", "2"),
+        ("5", "100"),
+        ("7", "3"),
+        ("10", "20"),
+        ("-100", "-50"),
+        ("8", "9"),
+        ("1", "8"),
+        (LONG_MIN, LONG_MAX),
+        ("0", LONG_MIN),
+        (LONG_MAX, LONG_MAX),
+        ("-5", "-6"),
     ]:
         diff("LRANGE", "l", start, end)
     diff("LRANGE", "missing", "0", "-1")
@@ -149,8 +162,18 @@ def test_lrem_many_matches(diff: Differ) -> None:
 def test_ltrim(diff: Differ) -> None:
     items = [str(i) for i in range(12)]
     for start, end in [
-        ("0", "-1"), ("1", "-2"), ("2", "3"), ("-3", "-1"), ("0", "0"), ("-100", "100"),
-        ("5", "2"), ("12", "20"), ("-1", "-1"), ("1", "10"), (LONG_MIN, LONG_MAX), ("0", LONG_MIN),
+        ("0", "-1"),
+        ("1", "-2"),
+        ("2", "3"),
+        ("-3", "-1"),
+        ("0", "0"),
+        ("-100", "100"),
+        ("5", "2"),
+        ("12", "20"),
+        ("-1", "-1"),
+        ("1", "10"),
+        (LONG_MIN, LONG_MAX),
+        ("0", LONG_MIN),
     ]:
         diff("LTRIM", "l", "1", "0")
         diff("RPUSH", "l", *items)
@@ -166,15 +189,34 @@ def test_ltrim(diff: Differ) -> None:
 def test_lpos(diff: Differ) -> None:
     diff("RPUSH", "l", "a", "b", "c", "a", "b", "c", "a", "x", "a")
     cases = [
-        [], ["RANK", "1"], ["RANK", "2"], ["RANK", "4"], ["RANK", "5"], ["RANK", "-1"],
-        ["RANK", "-3"], ["rank", "-5"], ["COUNT", "0"], ["COUNT", "2"], ["count", "10"],
-        ["RANK", "2", "COUNT", "2"], ["RANK", "-2", "COUNT", "0"], ["MAXLEN", "3"],
-        ["MAXLEN", "1", "COUNT", "0"], ["MAXLEN", "0"], ["RANK", "-1", "MAXLEN", "3"],
-        ["RANK", "-1", "MAXLEN", "3", "COUNT", "0"], ["RANK", "1", "RANK", "3"],
-        ["COUNT", "1", "COUNT", "0"], ["RANK", LONG_MAX], ["RANK", LONG_MAX, "COUNT", "0"],
-        ["RANK", LONG_MIN], ["RANK", LONG_MIN, "COUNT", "1"],
-        ["RANK", LONG_MIN, "COUNT", "2", "MAXLEN", "5"], ["RANK", "-9223372036854775807"],
-        ["COUNT", LONG_MAX], ["MAXLEN", LONG_MAX],
+        [],
+        ["RANK", "1"],
+        ["RANK", "2"],
+        ["RANK", "4"],
+        ["RANK", "5"],
+        ["RANK", "-1"],
+        ["RANK", "-3"],
+        ["rank", "-5"],
+        ["COUNT", "0"],
+        ["COUNT", "2"],
+        ["count", "10"],
+        ["RANK", "2", "COUNT", "2"],
+        ["RANK", "-2", "COUNT", "0"],
+        ["MAXLEN", "3"],
+        ["MAXLEN", "1", "COUNT", "0"],
+        ["MAXLEN", "0"],
+        ["RANK", "-1", "MAXLEN", "3"],
+        ["RANK", "-1", "MAXLEN", "3", "COUNT", "0"],
+        ["RANK", "1", "RANK", "3"],
+        ["COUNT", "1", "COUNT", "0"],
+        ["RANK", LONG_MAX],
+        ["RANK", LONG_MAX, "COUNT", "0"],
+        ["RANK", LONG_MIN],
+        ["RANK", LONG_MIN, "COUNT", "1"],
+        ["RANK", LONG_MIN, "COUNT", "2", "MAXLEN", "5"],
+        ["RANK", "-9223372036854775807"],
+        ["COUNT", LONG_MAX],
+        ["MAXLEN", LONG_MAX],
     ]
     for opts in cases:
         for elem in ("a", "x", "nope"):
@@ -185,10 +227,22 @@ def test_lpos(diff: Differ) -> None:
 def test_lpos_errors(diff: Differ) -> None:
     diff("RPUSH", "l", "a")
     for opts in [
-        ["RANK", "0"], ["RANK", "x"], ["RANK"], ["COUNT", "-1"], ["COUNT", "abc"], ["COUNT"],
-        ["MAXLEN", "-1"], ["MAXLEN", "x"], ["MAXLEN", "9223372036854775808"], ["FOO", "1"],
-        ["FOO"], ["COUNT", "1", "RANK", "0"], ["COUNT", "-1", "RANK", "0"],
-        ["RANK", "0", "COUNT", "-1"], ["RANK", "1", "COUNT"], ["RANK", "9223372036854775808"],
+        ["RANK", "0"],
+        ["RANK", "x"],
+        ["RANK"],
+        ["COUNT", "-1"],
+        ["COUNT", "abc"],
+        ["COUNT"],
+        ["MAXLEN", "-1"],
+        ["MAXLEN", "x"],
+        ["MAXLEN", "9223372036854775808"],
+        ["FOO", "1"],
+        ["FOO"],
+        ["COUNT", "1", "RANK", "0"],
+        ["COUNT", "-1", "RANK", "0"],
+        ["RANK", "0", "COUNT", "-1"],
+        ["RANK", "1", "COUNT"],
+        ["RANK", "9223372036854775808"],
     ]:
         diff("LPOS", "l", "a", *opts)
         diff("LPOS", "missing", "a", *opts)
@@ -197,8 +251,12 @@ def test_lpos_errors(diff: Differ) -> None:
 
 def test_lmove_rpoplpush(diff: Differ) -> None:
     diff("RPUSH", "src", "a", "b", "c")
-    for wherefrom, whereto in [("LEFT", "RIGHT"), ("right", "left"), ("Left", "left"),
-                               ("RIGHT", "RIGHT")]:
+    for wherefrom, whereto in [
+        ("LEFT", "RIGHT"),
+        ("right", "left"),
+        ("Left", "left"),
+        ("RIGHT", "RIGHT"),
+    ]:
         diff("LMOVE", "src", "dst", wherefrom, whereto)
         diff("LRANGE", "src", "0", "-1")
         diff("LRANGE", "dst", "0", "-1")
@@ -230,17 +288,39 @@ def test_wrong_type(diff: Differ) -> None:
     diff("HSET", "h", "f", "v")
     diff("RPUSH", "l", "a")
     for args in [
-        ["LPUSH", "s", "a"], ["RPUSH", "s", "a"], ["LPUSHX", "s", "a"], ["RPUSHX", "s", "a"],
-        ["LPOP", "s"], ["RPOP", "s"], ["LPOP", "s", "0"], ["LPOP", "s", "x"], ["LLEN", "s"],
-        ["LRANGE", "s", "0", "-1"], ["LRANGE", "s", "x", "0"], ["LINDEX", "s", "0"],
-        ["LINDEX", "s", "x"], ["LSET", "s", "0", "v"], ["LSET", "s", "x", "v"],
-        ["LINSERT", "s", "before", "a", "b"], ["LINSERT", "s", "x", "a", "b"],
-        ["LREM", "s", "0", "a"], ["LREM", "s", "x", "a"], ["LTRIM", "s", "0", "1"],
-        ["LTRIM", "s", "x", "1"], ["LPOS", "s", "a"], ["LPOS", "s", "a", "COUNT", "1"],
-        ["LPOS", "s", "a", "RANK", "0"], ["LMOVE", "s", "l", "left", "left"],
-        ["LMOVE", "l", "s", "left", "left"], ["LMOVE", "missing", "s", "left", "left"],
-        ["LMOVE", "l", "s", "up", "left"], ["RPOPLPUSH", "s", "l"], ["RPOPLPUSH", "l", "s"],
-        ["RPOPLPUSH", "missing", "s"], ["LPUSH", "h", "a"], ["LRANGE", "h", "0", "1"],
+        ["LPUSH", "s", "a"],
+        ["RPUSH", "s", "a"],
+        ["LPUSHX", "s", "a"],
+        ["RPUSHX", "s", "a"],
+        ["LPOP", "s"],
+        ["RPOP", "s"],
+        ["LPOP", "s", "0"],
+        ["LPOP", "s", "x"],
+        ["LLEN", "s"],
+        ["LRANGE", "s", "0", "-1"],
+        ["LRANGE", "s", "x", "0"],
+        ["LINDEX", "s", "0"],
+        ["LINDEX", "s", "x"],
+        ["LSET", "s", "0", "v"],
+        ["LSET", "s", "x", "v"],
+        ["LINSERT", "s", "before", "a", "b"],
+        ["LINSERT", "s", "x", "a", "b"],
+        ["LREM", "s", "0", "a"],
+        ["LREM", "s", "x", "a"],
+        ["LTRIM", "s", "0", "1"],
+        ["LTRIM", "s", "x", "1"],
+        ["LPOS", "s", "a"],
+        ["LPOS", "s", "a", "COUNT", "1"],
+        ["LPOS", "s", "a", "RANK", "0"],
+        ["LMOVE", "s", "l", "left", "left"],
+        ["LMOVE", "l", "s", "left", "left"],
+        ["LMOVE", "missing", "s", "left", "left"],
+        ["LMOVE", "l", "s", "up", "left"],
+        ["RPOPLPUSH", "s", "l"],
+        ["RPOPLPUSH", "l", "s"],
+        ["RPOPLPUSH", "missing", "s"],
+        ["LPUSH", "h", "a"],
+        ["LRANGE", "h", "0", "1"],
         ["LMOVE", "l", "h", "right", "left"],
     ]:
         diff(*args)
@@ -252,10 +332,16 @@ def test_wrong_type(diff: Differ) -> None:
 def test_ttl_survives_writes_and_dies_with_the_list(diff: Differ) -> None:
     diff("RPUSH", "l", "a", "b", "c")
     diff("EXPIRE", "l", "100")
-    for args in [("LPUSH", "l", "x"), ("RPOP", "l"), ("LSET", "l", "0", "y"),
-                 ("LINSERT", "l", "after", "y", "z"), ("LREM", "l", "1", "z"),
-                 ("LTRIM", "l", "0", "-1"), ("LMOVE", "l", "l", "left", "right"),
-                 ("LMOVE", "l", "other", "left", "right")]:
+    for args in [
+        ("LPUSH", "l", "x"),
+        ("RPOP", "l"),
+        ("LSET", "l", "0", "y"),
+        ("LINSERT", "l", "after", "y", "z"),
+        ("LREM", "l", "1", "z"),
+        ("LTRIM", "l", "0", "-1"),
+        ("LMOVE", "l", "l", "left", "right"),
+        ("LMOVE", "l", "other", "left", "right"),
+    ]:
         diff(*args)
         diff("TTL", "l")
     diff("TTL", "other")
@@ -271,11 +357,24 @@ def test_ttl_survives_writes_and_dies_with_the_list(diff: Differ) -> None:
 
 def test_arity(diff: Differ) -> None:
     for args in [
-        ["LPUSH", "l"], ["RPUSH"], ["LPUSHX", "l"], ["RPUSHX", "l"], ["LPOP"], ["RPOP"],
-        ["LLEN"], ["LLEN", "a", "b"], ["LRANGE", "l", "0"], ["LINDEX", "l"],
-        ["LSET", "l", "0"], ["LINSERT", "l", "before", "a"], ["LREM", "l", "0"],
-        ["LTRIM", "l", "0"], ["LPOS", "l"], ["LMOVE", "a", "b", "left"],
-        ["RPOPLPUSH", "a"], ["RPOPLPUSH", "a", "b", "c"],
+        ["LPUSH", "l"],
+        ["RPUSH"],
+        ["LPUSHX", "l"],
+        ["RPUSHX", "l"],
+        ["LPOP"],
+        ["RPOP"],
+        ["LLEN"],
+        ["LLEN", "a", "b"],
+        ["LRANGE", "l", "0"],
+        ["LINDEX", "l"],
+        ["LSET", "l", "0"],
+        ["LINSERT", "l", "before", "a"],
+        ["LREM", "l", "0"],
+        ["LTRIM", "l", "0"],
+        ["LPOS", "l"],
+        ["LMOVE", "a", "b", "left"],
+        ["RPOPLPUSH", "a"],
+        ["RPOPLPUSH", "a", "b", "c"],
     ]:
         diff(*args)
 
@@ -319,16 +418,18 @@ lpos_opts = st.lists(
 ).map(lambda pairs: [part for pair in pairs for part in pair])
 
 commands = st.one_of(
-    st.tuples(st.sampled_from(["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), keys)
-    .flatmap(lambda t: st.lists(elems, min_size=1, max_size=20).map(lambda e: [*t, *e])),
+    st.tuples(st.sampled_from(["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), keys).flatmap(
+        lambda t: st.lists(elems, min_size=1, max_size=20).map(lambda e: [*t, *e])
+    ),
     st.tuples(st.sampled_from(["LPOP", "RPOP"]), keys).map(list),
     st.tuples(st.sampled_from(["LPOP", "RPOP"]), keys, ints).map(list),
     st.tuples(st.just("LLEN"), keys).map(list),
     st.tuples(st.sampled_from(["LRANGE", "LTRIM"]), keys, ints, ints).map(list),
     st.tuples(st.just("LINDEX"), keys, ints).map(list),
     st.tuples(st.just("LSET"), keys, ints, elems).map(list),
-    st.tuples(st.just("LINSERT"), keys, st.sampled_from(["BEFORE", "after", "x"]), elems, elems)
-    .map(list),
+    st.tuples(
+        st.just("LINSERT"), keys, st.sampled_from(["BEFORE", "after", "x"]), elems, elems
+    ).map(list),
     st.tuples(st.just("LREM"), keys, ints, elems).map(list),
     st.tuples(st.just("LPOS"), keys, elems, lpos_opts).map(lambda t: [t[0], t[1], t[2], *t[3]]),
     st.tuples(st.just("LMOVE"), keys, keys, sides, sides).map(list),

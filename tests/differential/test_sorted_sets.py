@@ -234,8 +234,17 @@ def test_zrank(diff: Differ) -> None:
 def test_zrange_by_rank(diff: Differ) -> None:
     diff("ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e")
     for start, stop in [
-        ("0", "-1"), ("1", "3"), ("-2", "-1"), ("-100", "1"), ("3", "1"), ("5", "10"),
-        ("0", "0"), ("-1", "-5"), (LONG_MIN, LONG_MAX), (LONG_MAX, LONG_MIN), ("2", "100"),
+        ("0", "-1"),
+        ("1", "3"),
+        ("-2", "-1"),
+        ("-100", "1"),
+        ("3", "1"),
+        ("5", "10"),
+        ("0", "0"),
+        ("-1", "-5"),
+        (LONG_MIN, LONG_MAX),
+        (LONG_MAX, LONG_MIN),
+        ("2", "100"),
     ]:
         diff("ZRANGE", "z", start, stop)
         diff("ZRANGE", "z", start, stop, "WITHSCORES")
@@ -253,11 +262,31 @@ def test_zrange_by_rank(diff: Differ) -> None:
 def test_zrange_by_score(diff: Differ) -> None:
     diff("ZADD", "z", "1", "a", "2", "b", "2", "bb", "3", "c", "-inf", "ni", "+inf", "pi")
     ranges = [
-        ("-inf", "+inf"), ("1", "2"), ("(1", "2"), ("1", "(2"), ("(1", "(3"), ("2", "2"),
-        ("(2", "2"), ("2", "(2"), ("(2", "(2"), ("3", "1"), ("inf", "inf"), ("(inf", "inf"),
-        ("-inf", "-inf"), ("-inf", "(-inf"), ("(-inf", "(+inf"), ("", "2"), ("(", "2"),
-        (" 1", "2"), ("( 1", "+inf"), ("0x1", "0x2"), ("1e400", "+inf"), ("-1e400", "0"),
-        ("1\x00junk", "3"), ("2.0", "2.00000"), ("-0", "(1"),
+        ("-inf", "+inf"),
+        ("1", "2"),
+        ("(1", "2"),
+        ("1", "(2"),
+        ("(1", "(3"),
+        ("2", "2"),
+        ("(2", "2"),
+        ("2", "(2"),
+        ("(2", "(2"),
+        ("3", "1"),
+        ("inf", "inf"),
+        ("(inf", "inf"),
+        ("-inf", "-inf"),
+        ("-inf", "(-inf"),
+        ("(-inf", "(+inf"),
+        ("", "2"),
+        ("(", "2"),
+        (" 1", "2"),
+        ("( 1", "+inf"),
+        ("0x1", "0x2"),
+        ("1e400", "+inf"),
+        ("-1e400", "0"),
+        ("1\x00junk", "3"),
+        ("2.0", "2.00000"),
+        ("-0", "(1"),
     ]
     for lo, hi in ranges:
         diff("ZRANGEBYSCORE", "z", lo, hi)
@@ -277,8 +306,18 @@ def test_zrange_by_score(diff: Differ) -> None:
 def test_zrange_limit(diff: Differ) -> None:
     diff("ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e")
     for offset, count in [
-        ("0", "2"), ("1", "2"), ("1", "-1"), ("1", "-5"), ("1", "0"), ("-1", "2"), ("4", "5"),
-        ("5", "1"), ("100", "1"), ("0", LONG_MAX), (LONG_MAX, "1"), (LONG_MIN, "1"),
+        ("0", "2"),
+        ("1", "2"),
+        ("1", "-1"),
+        ("1", "-5"),
+        ("1", "0"),
+        ("-1", "2"),
+        ("4", "5"),
+        ("5", "1"),
+        ("100", "1"),
+        ("0", LONG_MAX),
+        (LONG_MAX, "1"),
+        (LONG_MIN, "1"),
     ]:
         diff("ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", offset, count)
         diff("ZRANGEBYSCORE", "z", "(1", "4", "WITHSCORES", "LIMIT", offset, count)
@@ -340,10 +379,27 @@ def test_zrange_by_lex(diff: Differ) -> None:
     diff("ZADD", "z", *[x for m in "abcdefg" for x in ("0", m)])
     diff("ZADD", "z", "0", "", "0", "aa", "0", "b\x00")
     ranges = [
-        ("-", "+"), ("[a", "[c"), ("(a", "(c"), ("[b", "[b"), ("(b", "[b"), ("[b", "(b"),
-        ("+", "-"), ("-", "-"), ("+", "+"), ("[", "["), ("(", "("), ("[", "+"), ("-", "[a"),
-        ("[c", "[a"), ("[aa", "+"), ("-", "(aa"), ("[b", "[b\x00"), ("+\x00", "[a"),
-        ("[a", "+\x00x"), ("[zz", "+"), ("-", "[0"),
+        ("-", "+"),
+        ("[a", "[c"),
+        ("(a", "(c"),
+        ("[b", "[b"),
+        ("(b", "[b"),
+        ("[b", "(b"),
+        ("+", "-"),
+        ("-", "-"),
+        ("+", "+"),
+        ("[", "["),
+        ("(", "("),
+        ("[", "+"),
+        ("-", "[a"),
+        ("[c", "[a"),
+        ("[aa", "+"),
+        ("-", "(aa"),
+        ("[b", "[b\x00"),
+        ("+\x00", "[a"),
+        ("[a", "+\x00x"),
+        ("[zz", "+"),
+        ("-", "[0"),
     ]
     for lo, hi in ranges:
         diff("ZRANGEBYLEX", "z", lo, hi)
@@ -518,8 +574,22 @@ def test_zscan(diff: Differ) -> None:
     diff("ZSCAN", "z", "0", "COUNT", "1")
     diff("ZSCAN", "z", "0", "match", "*", "count", "2", "match", "?")
     diff("ZSCAN", "z", "12345")
-    for cursor in ["", "-1", "+7", "007", "18446744073709551615", "-18446744073709551615",
-                   "18446744073709551616", " 0", "0 ", "x", "+", "-", "1.0", "0\x00x"]:
+    for cursor in [
+        "",
+        "-1",
+        "+7",
+        "007",
+        "18446744073709551615",
+        "-18446744073709551615",
+        "18446744073709551616",
+        " 0",
+        "0 ",
+        "x",
+        "+",
+        "-",
+        "1.0",
+        "0\x00x",
+    ]:
         diff("ZSCAN", "z", cursor)
     diff("ZSCAN", "z", "0", "COUNT", "0")
     diff("ZSCAN", "z", "0", "COUNT", "-1")
@@ -643,13 +713,34 @@ def test_wrong_type(diff: Differ) -> None:
     diff("HSET", "h", "f", "v")
     diff("RPUSH", "l", "a")
     calls = [
-        "ZADD {} 1 a", "ZADD {} XX INCR 1 a", "ZINCRBY {} 1 a", "ZREM {} a", "ZSCORE {} a",
-        "ZMSCORE {} a", "ZCARD {}", "ZCOUNT {} 0 1", "ZLEXCOUNT {} - +", "ZRANK {} a",
-        "ZREVRANK {} a", "ZRANGE {} 0 -1", "ZRANGEBYSCORE {} 0 1", "ZREVRANGEBYSCORE {} 1 0",
-        "ZRANGEBYLEX {} - +", "ZREVRANGEBYLEX {} + -", "ZREVRANGE {} 0 1",
-        "ZREMRANGEBYRANK {} 0 1", "ZREMRANGEBYSCORE {} 0 1", "ZREMRANGEBYLEX {} - +",
-        "ZPOPMIN {}", "ZPOPMAX {} 0", "ZPOPMAX {} 2", "ZRANDMEMBER {}", "ZRANDMEMBER {} 0",
-        "ZRANDMEMBER {} 2 WITHSCORES", "ZSCAN {} 0", "ZUNIONSTORE d 1 {}",
+        "ZADD {} 1 a",
+        "ZADD {} XX INCR 1 a",
+        "ZINCRBY {} 1 a",
+        "ZREM {} a",
+        "ZSCORE {} a",
+        "ZMSCORE {} a",
+        "ZCARD {}",
+        "ZCOUNT {} 0 1",
+        "ZLEXCOUNT {} - +",
+        "ZRANK {} a",
+        "ZREVRANK {} a",
+        "ZRANGE {} 0 -1",
+        "ZRANGEBYSCORE {} 0 1",
+        "ZREVRANGEBYSCORE {} 1 0",
+        "ZRANGEBYLEX {} - +",
+        "ZREVRANGEBYLEX {} + -",
+        "ZREVRANGE {} 0 1",
+        "ZREMRANGEBYRANK {} 0 1",
+        "ZREMRANGEBYSCORE {} 0 1",
+        "ZREMRANGEBYLEX {} - +",
+        "ZPOPMIN {}",
+        "ZPOPMAX {} 0",
+        "ZPOPMAX {} 2",
+        "ZRANDMEMBER {}",
+        "ZRANDMEMBER {} 0",
+        "ZRANDMEMBER {} 2 WITHSCORES",
+        "ZSCAN {} 0",
+        "ZUNIONSTORE d 1 {}",
         "ZINTERSTORE d 2 missing {}",
     ]
     for key in ("str", "h", "l"):
@@ -674,13 +765,31 @@ def test_ttl_kept_by_writes(diff: Differ) -> None:
 
 def test_arity(diff: Differ) -> None:
     for args in [
-        ("ZADD", "z", "1"), ("ZCARD",), ("ZCARD", "a", "b"), ("ZCOUNT", "z", "1"),
-        ("ZINCRBY", "z", "1"), ("ZINTERSTORE", "d", "1"), ("ZLEXCOUNT", "z", "-"),
-        ("ZMSCORE", "z"), ("ZPOPMAX",), ("ZPOPMIN",), ("ZRANDMEMBER",), ("ZRANGE", "z", "0"),
-        ("ZRANGEBYLEX", "z", "-"), ("ZRANGEBYSCORE", "z", "0"), ("ZRANK", "z"),
-        ("ZREM", "z"), ("ZREMRANGEBYLEX", "z", "-"), ("ZREMRANGEBYRANK", "z", "0", "1", "2"),
-        ("ZREMRANGEBYSCORE", "z"), ("ZREVRANGE", "z", "0"), ("ZREVRANGEBYLEX", "z", "+"),
-        ("ZREVRANGEBYSCORE", "z", "1"), ("ZREVRANK", "z"), ("ZSCAN", "z"), ("ZSCORE", "z"),
+        ("ZADD", "z", "1"),
+        ("ZCARD",),
+        ("ZCARD", "a", "b"),
+        ("ZCOUNT", "z", "1"),
+        ("ZINCRBY", "z", "1"),
+        ("ZINTERSTORE", "d", "1"),
+        ("ZLEXCOUNT", "z", "-"),
+        ("ZMSCORE", "z"),
+        ("ZPOPMAX",),
+        ("ZPOPMIN",),
+        ("ZRANDMEMBER",),
+        ("ZRANGE", "z", "0"),
+        ("ZRANGEBYLEX", "z", "-"),
+        ("ZRANGEBYSCORE", "z", "0"),
+        ("ZRANK", "z"),
+        ("ZREM", "z"),
+        ("ZREMRANGEBYLEX", "z", "-"),
+        ("ZREMRANGEBYRANK", "z", "0", "1", "2"),
+        ("ZREMRANGEBYSCORE", "z"),
+        ("ZREVRANGE", "z", "0"),
+        ("ZREVRANGEBYLEX", "z", "+"),
+        ("ZREVRANGEBYSCORE", "z", "1"),
+        ("ZREVRANK", "z"),
+        ("ZSCAN", "z"),
+        ("ZSCORE", "z"),
         ("ZUNIONSTORE", "d", "1"),
     ]:
         diff(*args)
@@ -746,7 +855,9 @@ def _pairs(draw_pairs: list[tuple[str, str]]) -> list[str]:
 _commands = st.one_of(
     st.builds(
         lambda k, f, p: ["ZADD", k, *f, *_pairs(p)],
-        _KEYS, _FLAGS, st.lists(st.tuples(_SCORES, _MEMBERS), min_size=1, max_size=3),
+        _KEYS,
+        _FLAGS,
+        st.lists(st.tuples(_SCORES, _MEMBERS), min_size=1, max_size=3),
     ),
     st.builds(lambda k, s, m: ["ZINCRBY", k, s, m], _KEYS, _SCORES, _MEMBERS),
     st.builds(lambda k, m: ["ZREM", k, *m], _KEYS, st.lists(_MEMBERS, min_size=1, max_size=3)),
@@ -758,20 +869,32 @@ _commands = st.one_of(
     st.builds(lambda k, a, b: ["ZLEXCOUNT", k, a, b], _KEYS, _LEX, _LEX),
     st.builds(
         lambda k, a, b, opts: ["ZRANGE", k, a, b, *opts],
-        _KEYS, _INTS, _INTS,
+        _KEYS,
+        _INTS,
+        _INTS,
         st.lists(st.sampled_from(["WITHSCORES", "REV"]), max_size=2, unique=True),
     ),
     st.builds(
         lambda k, a, b, w, lim, rev: [
-            "ZREVRANGEBYSCORE" if rev else "ZRANGEBYSCORE", k, a, b, *w, *lim
+            "ZREVRANGEBYSCORE" if rev else "ZRANGEBYSCORE",
+            k,
+            a,
+            b,
+            *w,
+            *lim,
         ],
-        _KEYS, _ENDS, _ENDS, st.sampled_from([[], ["WITHSCORES"]]),
+        _KEYS,
+        _ENDS,
+        _ENDS,
+        st.sampled_from([[], ["WITHSCORES"]]),
         st.sampled_from([[], ["LIMIT", "0", "2"], ["LIMIT", "1", "-1"], ["LIMIT", "-1", "1"]]),
         st.booleans(),
     ),
     st.builds(
         lambda k, a, b, lim, rev: ["ZREVRANGEBYLEX" if rev else "ZRANGEBYLEX", k, a, b, *lim],
-        _KEYS, _LEX, _LEX,
+        _KEYS,
+        _LEX,
+        _LEX,
         st.sampled_from([[], ["LIMIT", "0", "2"], ["LIMIT", "1", "-1"], ["LIMIT", "2", "1"]]),
         st.booleans(),
     ),
@@ -780,17 +903,26 @@ _commands = st.one_of(
     st.builds(lambda k, a, b: ["ZREMRANGEBYLEX", k, a, b], _KEYS, _LEX, _LEX),
     st.builds(
         lambda k, mx, c: ["ZPOPMAX" if mx else "ZPOPMIN", k, *c],
-        _KEYS, st.booleans(), st.sampled_from([[], ["0"], ["1"], ["2"], ["10"], ["-1"]]),
+        _KEYS,
+        st.booleans(),
+        st.sampled_from([[], ["0"], ["1"], ["2"], ["10"], ["-1"]]),
     ),
     st.builds(lambda k, w: ["ZRANDMEMBER", k, "10", *w], _KEYS, st.sampled_from([[], _WS])),
     st.builds(lambda k, p: ["ZSCAN", k, "0", *p], _KEYS, st.sampled_from([[], ["MATCH", "[a-c]"]])),
     st.builds(
         lambda inter, d, srcs, weights, agg: [
-            "ZINTERSTORE" if inter else "ZUNIONSTORE", d, str(len(srcs)), *srcs,
-            *(["WEIGHTS", *weights[: len(srcs)]] if len(weights) >= len(srcs) else []), *agg,
+            "ZINTERSTORE" if inter else "ZUNIONSTORE",
+            d,
+            str(len(srcs)),
+            *srcs,
+            *(["WEIGHTS", *weights[: len(srcs)]] if len(weights) >= len(srcs) else []),
+            *agg,
         ],
-        st.booleans(), _KEYS, st.lists(_SOURCES, min_size=1, max_size=3),
-        st.lists(st.sampled_from(["1", "2", "-1", "0", "0.5", "inf"]), max_size=3), _AGG,
+        st.booleans(),
+        _KEYS,
+        st.lists(_SOURCES, min_size=1, max_size=3),
+        st.lists(st.sampled_from(["1", "2", "-1", "0", "0.5", "inf"]), max_size=3),
+        _AGG,
     ),
 )
 

@@ -100,8 +100,23 @@ def test_no_catastrophic_backtracking() -> None:
 
 # ---------------------------------------------------------------------------- against Redis
 
-ALPHABET = [b"a", b"b", b"A", b"-", b"]", b"[", b"\\", b"^", b"*", b"?", b"\xff", b"\x80",
-            b"z", b"\x00", b"\n"]
+ALPHABET = [
+    b"a",
+    b"b",
+    b"A",
+    b"-",
+    b"]",
+    b"[",
+    b"\\",
+    b"^",
+    b"*",
+    b"?",
+    b"\xff",
+    b"\x80",
+    b"z",
+    b"\x00",
+    b"\n",
+]
 KEYS = sorted(
     {b""}
     | {a for a in ALPHABET}

@@ -19,3 +19,19 @@ def test_key_positions_follow_redis() -> None:
     assert command_keys([b"PING"]) == []
     assert command_keys([b"FLUSHALL"]) == []
     assert command_keys([b"NOSUCH", b"k"]) == []
+
+
+def test_batch_partitions() -> None:
+    from pgserver.durability import batch_partitions
+    from tessera.partition import pn
+
+    assert batch_partitions([[b"SET", b"a", b"1"], [b"set", b"b", b"2"]]) == tuple(
+        sorted({pn(b"a"), pn(b"b")})
+    )
+    assert batch_partitions([[b"SET", b"x{a}", b"1"], [b"GETDEL", b"b"]]) == tuple(
+        sorted({pn(b"a"), pn(b"b")})
+    )
+    assert batch_partitions([[b"MSET", b"a", b"1", b"c", b"2"]]) == tuple(
+        sorted({pn(b"a"), pn(b"c")})
+    )
+    assert batch_partitions([[b"SET", b"a", b"1"], [b"FLUSHALL"]]) == ()

@@ -44,8 +44,13 @@ def test_relative_expiry_is_logged_as_absolute(session: Session) -> None:
 
 
 def test_past_deadline_is_logged_as_del(session: Session) -> None:
-    for args in (("EXPIRE", "k", "-1"), ("PEXPIRE", "k", "0"), ("EXPIREAT", "k", "1"),
-                 ("PEXPIREAT", "k", "-9223372036854775808"), ("PEXPIRE", "k", "-5", "LT")):
+    for args in (
+        ("EXPIRE", "k", "-1"),
+        ("PEXPIRE", "k", "0"),
+        ("EXPIREAT", "k", "1"),
+        ("PEXPIREAT", "k", "-9223372036854775808"),
+        ("PEXPIRE", "k", "-5", "LT"),
+    ):
         session("HSET", "k", "f", "v")
         reply, logged = _run(session, *args)
         assert reply == b":1\r\n", args
@@ -58,10 +63,15 @@ def test_refused_expiry_logs_nothing(session: Session) -> None:
     session("SET", "k", "v")
     session("SET", "t", "v")
     session("EXPIRE", "t", "100")
-    for args in (("EXPIRE", "missing", "10"), ("EXPIRE", "k", "10", "XX"),
-                 ("EXPIRE", "k", "10", "GT"), ("EXPIRE", "t", "10", "NX"),
-                 ("EXPIRE", "t", "1000", "LT"), ("EXPIRE", "t", "10", "GT"),
-                 ("PEXPIREAT", "missing", "0")):
+    for args in (
+        ("EXPIRE", "missing", "10"),
+        ("EXPIRE", "k", "10", "XX"),
+        ("EXPIRE", "k", "10", "GT"),
+        ("EXPIRE", "t", "10", "NX"),
+        ("EXPIRE", "t", "1000", "LT"),
+        ("EXPIRE", "t", "10", "GT"),
+        ("PEXPIREAT", "missing", "0"),
+    ):
         reply, logged = _run(session, *args)
         assert reply == b":0\r\n", args
         assert logged == [], args
@@ -72,11 +82,16 @@ def test_errors_log_nothing_and_change_nothing(session: Session) -> None:
     session("SET", "k", "v")
     session("EXPIRE", "k", "100")
     before = dict(session.server.keyspace.expires)
-    for args in (("EXPIRE", "k", "x"), ("EXPIRE", "k", "10", "NX", "XX"),
-                 ("EXPIRE", "k", "10", "GT", "LT"), ("EXPIRE", "k", "10", "bogus"),
-                 ("EXPIRE", "k", "9223372036854775807"),
-                 ("PEXPIRE", "k", "9223372036854775807"), ("RENAME", "missing", "k"),
-                 ("RENAMENX", "missing", "k")):
+    for args in (
+        ("EXPIRE", "k", "x"),
+        ("EXPIRE", "k", "10", "NX", "XX"),
+        ("EXPIRE", "k", "10", "GT", "LT"),
+        ("EXPIRE", "k", "10", "bogus"),
+        ("EXPIRE", "k", "9223372036854775807"),
+        ("PEXPIRE", "k", "9223372036854775807"),
+        ("RENAME", "missing", "k"),
+        ("RENAMENX", "missing", "k"),
+    ):
         reply, logged = _run(session, *args)
         assert reply.startswith(b"-ERR"), args
         assert logged == [], args
@@ -88,13 +103,15 @@ def test_errors_log_nothing_and_change_nothing(session: Session) -> None:
 def test_no_op_writes_log_nothing(session: Session) -> None:
     session("SET", "a", "1")
     session("SET", "b", "2")
-    for args, reply in ((("DEL", "missing", "other"), b":0\r\n"),
-                        (("UNLINK", "missing"), b":0\r\n"),
-                        (("PERSIST", "a"), b":0\r\n"),
-                        (("PERSIST", "missing"), b":0\r\n"),
-                        (("RENAME", "a", "a"), b"+OK\r\n"),
-                        (("RENAMENX", "a", "a"), b":0\r\n"),
-                        (("RENAMENX", "a", "b"), b":0\r\n")):
+    for args, reply in (
+        (("DEL", "missing", "other"), b":0\r\n"),
+        (("UNLINK", "missing"), b":0\r\n"),
+        (("PERSIST", "a"), b":0\r\n"),
+        (("PERSIST", "missing"), b":0\r\n"),
+        (("RENAME", "a", "a"), b"+OK\r\n"),
+        (("RENAMENX", "a", "a"), b":0\r\n"),
+        (("RENAMENX", "a", "b"), b":0\r\n"),
+    ):
         got, logged = _run(session, *args)
         assert got == reply, args
         assert logged == [], args
@@ -106,8 +123,13 @@ def test_effective_writes_are_logged_as_sent(session: Session) -> None:
     session("SET", "b", "2")
     session("RPUSH", "l", "x")
     session("EXPIRE", "a", "100")
-    for args in (("PERSIST", "a"), ("RENAME", "a", "c"), ("RENAMENX", "c", "d"),
-                 ("DEL", "d", "missing"), ("UNLINK", "b", "l")):
+    for args in (
+        ("PERSIST", "a"),
+        ("RENAME", "a", "c"),
+        ("RENAMENX", "c", "d"),
+        ("DEL", "d", "missing"),
+        ("UNLINK", "b", "l"),
+    ):
         _, logged = _run(session, *args)
         assert logged == [[x.encode() for x in args]], args
     assert len(session.server.keyspace) == 0
@@ -130,9 +152,19 @@ def test_reads_are_not_logged(session: Session) -> None:
     session("SET", "a", "1")
     session("EXPIRE", "a", "100")
     mark = len(session.server.logged)
-    for args in (("EXISTS", "a"), ("TOUCH", "a"), ("TYPE", "a"), ("TTL", "a"), ("PTTL", "a"),
-                 ("EXPIRETIME", "a"), ("PEXPIRETIME", "a"), ("KEYS", "*"), ("SCAN", "0"),
-                 ("RANDOMKEY",), ("OBJECT", "ENCODING", "a")):
+    for args in (
+        ("EXISTS", "a"),
+        ("TOUCH", "a"),
+        ("TYPE", "a"),
+        ("TTL", "a"),
+        ("PTTL", "a"),
+        ("EXPIRETIME", "a"),
+        ("PEXPIRETIME", "a"),
+        ("KEYS", "*"),
+        ("SCAN", "0"),
+        ("RANDOMKEY",),
+        ("OBJECT", "ENCODING", "a"),
+    ):
         session(*args)
     assert _logged_since(session, mark) == []
 
@@ -143,8 +175,9 @@ writes = st.one_of(
     st.tuples(st.just("SET"), keys, st.sampled_from(["1", "v"])).map(list),
     st.tuples(st.just("HSET"), keys, st.just("f"), st.just("v")).map(list),
     st.tuples(st.just("RPUSH"), keys, st.just("x")).map(list),
-    st.tuples(st.sampled_from(["DEL", "UNLINK"]), st.lists(keys, min_size=1, max_size=3))
-    .map(lambda t: [t[0], *t[1]]),
+    st.tuples(st.sampled_from(["DEL", "UNLINK"]), st.lists(keys, min_size=1, max_size=3)).map(
+        lambda t: [t[0], *t[1]]
+    ),
     st.tuples(st.just("PERSIST"), keys).map(list),
     st.tuples(st.sampled_from(["RENAME", "RENAMENX"]), keys, keys).map(list),
     st.tuples(

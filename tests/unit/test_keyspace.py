@@ -91,7 +91,10 @@ def test_lazy_expiry_keeps_the_deadline_millisecond(ks: Keyspace, clock: Clock) 
 
 def test_every_lookup_expires(ks: Keyspace, clock: Clock) -> None:
     values: list[tuple[bytes, object]] = [
-        (b"s", b"v"), (b"h", {b"f": b"v"}), (b"l", deque([b"a"])), (b"z", ZSet()),
+        (b"s", b"v"),
+        (b"h", {b"f": b"v"}),
+        (b"l", deque([b"a"])),
+        (b"z", ZSet()),
     ]
     for key, value in values:
         ks.set(key, value)  # type: ignore[arg-type]

@@ -51,8 +51,12 @@ def test_every_write_is_logged_as_sent_and_replays(session: Session) -> None:
 def test_reads_are_not_logged(session: Session) -> None:
     session("RPUSH", "l", "a", "b")
     session.server.logged.clear()
-    for args in [("LLEN", "l"), ("LRANGE", "l", "0", "-1"), ("LINDEX", "l", "0"),
-                 ("LPOS", "l", "a", "COUNT", "0")]:
+    for args in [
+        ("LLEN", "l"),
+        ("LRANGE", "l", "0", "-1"),
+        ("LINDEX", "l", "0"),
+        ("LPOS", "l", "a", "COUNT", "0"),
+    ]:
         session(*args)
     assert session.server.logged == []
 
@@ -65,10 +69,17 @@ def test_errors_are_not_logged_and_change_nothing(session: Session) -> None:
     before = deque(value)
     session.server.logged.clear()
     for args in [
-        ("LPUSH", "s", "a"), ("LPOP", "l", "-1"), ("LSET", "l", "5", "v"),
-        ("LSET", "missing", "0", "v"), ("LINSERT", "l", "middle", "a", "v"),
-        ("LREM", "l", "x", "a"), ("LTRIM", "l", "0", "x"), ("LMOVE", "l", "s", "left", "left"),
-        ("LMOVE", "l", "m", "up", "left"), ("RPOPLPUSH", "l", "s"), ("LPOP", "l", "1", "2"),
+        ("LPUSH", "s", "a"),
+        ("LPOP", "l", "-1"),
+        ("LSET", "l", "5", "v"),
+        ("LSET", "missing", "0", "v"),
+        ("LINSERT", "l", "middle", "a", "v"),
+        ("LREM", "l", "x", "a"),
+        ("LTRIM", "l", "0", "x"),
+        ("LMOVE", "l", "s", "left", "left"),
+        ("LMOVE", "l", "m", "up", "left"),
+        ("RPOPLPUSH", "l", "s"),
+        ("LPOP", "l", "1", "2"),
     ]:
         assert session(*args).startswith(b"-"), args
     assert session.server.logged == []
@@ -79,8 +90,12 @@ def test_errors_are_not_logged_and_change_nothing(session: Session) -> None:
 def test_emptied_lists_are_deleted_with_their_ttl(session: Session) -> None:
     ks = session.server.keyspace
     cases: list[tuple[str, ...]] = [
-        ("LPOP", "k"), ("RPOP", "k", "5"), ("LREM", "k", "0", "v"), ("LREM", "k", "-1", "v"),
-        ("LTRIM", "k", "1", "0"), ("LMOVE", "k", "other", "left", "left"),
+        ("LPOP", "k"),
+        ("RPOP", "k", "5"),
+        ("LREM", "k", "0", "v"),
+        ("LREM", "k", "-1", "v"),
+        ("LTRIM", "k", "1", "0"),
+        ("LMOVE", "k", "other", "left", "left"),
         ("RPOPLPUSH", "k", "other"),
     ]
     for args in cases:
@@ -108,8 +123,14 @@ def test_list_writes_replay_with_ttls(session: Session) -> None:
     session("EXPIRE", "l", "100")
     session("RPUSH", "m", "x")
     session("PEXPIRE", "m", "5000")
-    for args in [("LPUSH", "l", "z"), ("LMOVE", "l", "m", "LEFT", "LEFT"), ("LTRIM", "l", "0", "1"),
-                 ("RPOPLPUSH", "m", "n"), ("LPOP", "m", "5"), ("RPUSH", "m", "again")]:
+    for args in [
+        ("LPUSH", "l", "z"),
+        ("LMOVE", "l", "m", "LEFT", "LEFT"),
+        ("LTRIM", "l", "0", "1"),
+        ("RPOPLPUSH", "m", "n"),
+        ("LPOP", "m", "5"),
+        ("RPUSH", "m", "again"),
+    ]:
         session(*args)
     ks = session.server.keyspace
     assert b"l" in ks.expires
@@ -154,26 +175,41 @@ def test_lrem_matches_model(items: list[str], limit: int, elem: str) -> None:
 
 
 command_strategy = st.one_of(
-    st.tuples(st.sampled_from(["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]),
-              st.sampled_from(["a", "b", "c"]), st.lists(st.sampled_from("xyz"), min_size=1,
-                                                            max_size=5))
-    .map(lambda t: [t[0], t[1], *t[2]]),
-    st.tuples(st.sampled_from(["LPOP", "RPOP"]), st.sampled_from(["a", "b", "c"]),
-              st.integers(0, 4)).map(lambda t: [t[0], t[1], str(t[2])]),
+    st.tuples(
+        st.sampled_from(["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.lists(st.sampled_from("xyz"), min_size=1, max_size=5),
+    ).map(lambda t: [t[0], t[1], *t[2]]),
+    st.tuples(
+        st.sampled_from(["LPOP", "RPOP"]), st.sampled_from(["a", "b", "c"]), st.integers(0, 4)
+    ).map(lambda t: [t[0], t[1], str(t[2])]),
     st.tuples(st.sampled_from(["LPOP", "RPOP"]), st.sampled_from(["a", "b", "c"])).map(list),
-    st.tuples(st.just("LSET"), st.sampled_from(["a", "b"]), st.integers(-4, 4),
-              st.sampled_from("xyz")).map(lambda t: [t[0], t[1], str(t[2]), t[3]]),
-    st.tuples(st.just("LINSERT"), st.sampled_from(["a", "b"]),
-              st.sampled_from(["BEFORE", "AFTER"]), st.sampled_from("xyz"),
-              st.sampled_from("xyz")).map(list),
-    st.tuples(st.just("LREM"), st.sampled_from(["a", "b"]), st.integers(-3, 3),
-              st.sampled_from("xyz")).map(lambda t: [t[0], t[1], str(t[2]), t[3]]),
-    st.tuples(st.just("LTRIM"), st.sampled_from(["a", "b"]), st.integers(-5, 5),
-              st.integers(-5, 5)).map(lambda t: [t[0], t[1], str(t[2]), str(t[3])]),
-    st.tuples(st.just("LMOVE"), st.sampled_from(["a", "b", "c"]), st.sampled_from(["a", "b", "c"]),
-              st.sampled_from(["LEFT", "RIGHT"]), st.sampled_from(["LEFT", "RIGHT"])).map(list),
-    st.tuples(st.just("RPOPLPUSH"), st.sampled_from(["a", "b", "c"]),
-              st.sampled_from(["a", "b", "c"])).map(list),
+    st.tuples(
+        st.just("LSET"), st.sampled_from(["a", "b"]), st.integers(-4, 4), st.sampled_from("xyz")
+    ).map(lambda t: [t[0], t[1], str(t[2]), t[3]]),
+    st.tuples(
+        st.just("LINSERT"),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["BEFORE", "AFTER"]),
+        st.sampled_from("xyz"),
+        st.sampled_from("xyz"),
+    ).map(list),
+    st.tuples(
+        st.just("LREM"), st.sampled_from(["a", "b"]), st.integers(-3, 3), st.sampled_from("xyz")
+    ).map(lambda t: [t[0], t[1], str(t[2]), t[3]]),
+    st.tuples(
+        st.just("LTRIM"), st.sampled_from(["a", "b"]), st.integers(-5, 5), st.integers(-5, 5)
+    ).map(lambda t: [t[0], t[1], str(t[2]), str(t[3])]),
+    st.tuples(
+        st.just("LMOVE"),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(["LEFT", "RIGHT"]),
+        st.sampled_from(["LEFT", "RIGHT"]),
+    ).map(list),
+    st.tuples(
+        st.just("RPOPLPUSH"), st.sampled_from(["a", "b", "c"]), st.sampled_from(["a", "b", "c"])
+    ).map(list),
 )
 
 

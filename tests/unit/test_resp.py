@@ -169,3 +169,20 @@ def test_encode_resp2_and_resp3() -> None:
     assert encode(Map([(b"a", 1)]), resp3=True) == b"%1\r\n$1\r\na\r\n:1\r\n"
     assert encode(SetReply([b"a"]), resp3=True) == b"~1\r\n$1\r\na\r\n"
     assert encode(NULL_ARRAY) == b"*-1\r\n"
+
+
+def test_exact_flag_marks_reads_that_are_whole_commands() -> None:
+    parser = RequestParser()
+    wire = encode_command([b"SET", b"a", b"1"]) + encode_command([b"GET", b"a"])
+    parser.feed(wire)
+    assert parser.exact
+    parser.feed(wire[:5])
+    assert not parser.exact
+    parser.feed(wire[5:])
+    assert not parser.exact  # started mid-command
+    parser.feed(b"PING\r\n")
+    assert not parser.exact  # inline
+    parser.feed(b"*0\r\n" + wire)
+    assert not parser.exact  # something skipped
+    parser.feed(wire)
+    assert parser.exact

@@ -56,7 +56,8 @@ def test_score_bounds_match_a_linear_scan() -> None:
                 for hiex in (False, True):
                     start, stop = zset.score_bounds(lo, loex, hi, hiex)
                     want = [
-                        m for s, m in items
+                        m
+                        for s, m in items
                         if (s > lo if loex else s >= lo) and (s < hi if hiex else s <= hi)
                     ]
                     assert [m for _s, m in zset.items(start, stop)] == want
@@ -199,7 +200,10 @@ _writes = st.one_of(
     st.builds(lambda k, s, m: ["ZADD", k, s, m], _KEYS, _SCORES, _MEMBERS),
     st.builds(
         lambda k, f, s, m: ["ZADD", k, *f, "INCR", s, m],
-        _KEYS, st.sampled_from([[], ["NX"], ["XX"], ["GT"], ["LT"]]), _SCORES, _MEMBERS,
+        _KEYS,
+        st.sampled_from([[], ["NX"], ["XX"], ["GT"], ["LT"]]),
+        _SCORES,
+        _MEMBERS,
     ),
     st.builds(lambda k, s, m: ["ZINCRBY", k, s, m], _KEYS, _SCORES, _MEMBERS),
     st.builds(lambda k, m: ["ZREM", k, m], _KEYS, _MEMBERS),
@@ -210,9 +214,20 @@ _writes = st.one_of(
     st.builds(lambda k: ["ZREMRANGEBYRANK", k, "0", "0"], _KEYS),
     st.builds(
         lambda inter, d, a, b, w: [
-            "ZINTERSTORE" if inter else "ZUNIONSTORE", d, "2", a, b, "WEIGHTS", w, "1.5",
+            "ZINTERSTORE" if inter else "ZUNIONSTORE",
+            d,
+            "2",
+            a,
+            b,
+            "WEIGHTS",
+            w,
+            "1.5",
         ],
-        st.booleans(), _KEYS, _KEYS, _KEYS, st.sampled_from(["1", "0.1", "-3", "inf"]),
+        st.booleans(),
+        _KEYS,
+        _KEYS,
+        _KEYS,
+        st.sampled_from(["1", "0.1", "-3", "inf"]),
     ),
 )
 
