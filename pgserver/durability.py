@@ -13,6 +13,7 @@ serialises the keyspace; the parent only pays for fork().
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from binascii import crc_hqx
@@ -185,11 +186,13 @@ class Durability:
         pieces = self._pieces
         if generation != self._generation or len(pieces) - start != len(commands):
             return
-        for logged, sent in zip(pieces[start:], commands, strict=True):
-            if logged is not sent:
-                return
-        del pieces[start:]
-        pieces.append(raw)
+        if len(commands) == 1:  # the common case, kept cheap
+            if pieces[-1] is commands[0]:
+                pieces[-1] = raw
+            return
+        if all(map(operator.is_, pieces[start:], commands)):
+            del pieces[start:]
+            pieces.append(raw)
 
     def seal(self) -> None:
         """Turn the pending writes into one log record."""
