@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pgserver.commands import TABLE
 from tessera.errors import CommandError
-from tessera.resp import encode, encode_error
+from tessera.resp import encode, encode_error, unknown_command_reply
 
 if TYPE_CHECKING:
     from pgserver.keyspace import Keyspace
@@ -63,23 +63,13 @@ _NOAUTH = b"-NOAUTH Authentication required.\r\n"
 _NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
 
 
-def unknown_command_error(argv: list[bytes]) -> bytes:
-    args = ""
-    for arg in argv[1:]:
-        if len(args) >= 128:
-            break
-        args += "'" + arg.decode("utf-8", "replace")[: 128 - len(args)] + "' "
-    name = argv[0].decode("utf-8", "replace")[:128]
-    return encode_error(f"ERR unknown command '{name}', with args beginning with: {args}")
-
-
 def execute(ctx: Context, argv: list[bytes]) -> bytes:
     """Run one command and return its encoded reply."""
     entry = TABLE.get(argv[0])
     if entry is None:
         entry = TABLE.get(argv[0].lower())
         if entry is None:
-            return unknown_command_error(argv)
+            return unknown_command_reply(argv)
     if (
         not ctx.authenticated
         and argv[0] not in _NO_AUTH_NEEDED

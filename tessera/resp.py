@@ -407,7 +407,65 @@ def encode_error(message: str) -> bytes:
     return b"-%b\r\n" % message.replace("\r", " ").replace("\n", " ").encode()
 
 
+def unknown_command_reply(argv: list[bytes]) -> bytes:
+    """Redis's exact reply to a command it does not know."""
+    args = ""
+    for arg in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += "'" + arg.decode("utf-8", "replace")[: 128 - len(args)] + "' "
+    name = argv[0].decode("utf-8", "replace")[:128]
+    return encode_error(f"ERR unknown command '{name}', with args beginning with: {args}")
+
+
 def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
     """A request as a RESP array of bulk strings (what clients and the gateway send)."""
     packed: bytes = hiredis.pack_command(cast(Any, tuple(args)))
     return packed
+
+
+def scan_reply(buf: bytes, pos: int = 0) -> int:
+    """End offset of the complete reply starting at buf[pos], or -1 if it is incomplete.
+
+    Lets a proxy forward replies byte for byte (hiredis gives values, not offsets).
+    Understands RESP2 and RESP3. Raises ProtocolError on a byte that starts no reply.
+    """
+    end = len(buf)
+    pending = 1  # elements still to scan
+    find = buf.find
+    while pending:
+        if pos >= end:
+            return -1
+        kind = buf[pos]
+        nl = find(b"\r\n", pos)
+        if nl < 0:
+            return -1
+        if kind in _LINE_TYPES:
+            pos = nl + 2
+            pending -= 1
+        elif kind in _BLOB_TYPES:
+            size = int(buf[pos + 1 : nl])
+            pos = nl + 2 if size < 0 else nl + 4 + size
+            if pos > end:
+                return -1
+            pending -= 1
+        elif kind in _AGGREGATE_TYPES:
+            count = int(buf[pos + 1 : nl])
+            pos = nl + 2
+            pending += max(count, 0) - 1
+        elif kind == 0x25:  # % map: two elements per entry
+            count = int(buf[pos + 1 : nl])
+            pos = nl + 2
+            pending += 2 * count - 1
+        elif kind == 0x7C:  # | attribute: its pairs, then the reply it annotates
+            count = int(buf[pos + 1 : nl])
+            pos = nl + 2
+            pending += 2 * count
+        else:
+            raise ProtocolError(f"ERR Protocol error: unexpected reply type byte {kind!r}")
+    return pos
+
+
+_LINE_TYPES: Final = frozenset(b"+-:_,#(")
+_BLOB_TYPES: Final = frozenset(b"$=!")
+_AGGREGATE_TYPES: Final = frozenset(b"*~>")

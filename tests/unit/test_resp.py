@@ -186,3 +186,47 @@ def test_exact_flag_marks_reads_that_are_whole_commands() -> None:
     assert not parser.exact  # something skipped
     parser.feed(wire)
     assert parser.exact
+
+
+def test_scan_reply_finds_boundaries() -> None:
+    from tessera.resp import scan_reply
+
+    replies = [
+        b"+OK\r\n",
+        b"-ERR x\r\n",
+        b":12\r\n",
+        b"$-1\r\n",
+        b"$3\r\nfoo\r\n",
+        b"*-1\r\n",
+        b"*0\r\n",
+        b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
+        b"%1\r\n+k\r\n~2\r\n,1.5\r\n_\r\n",
+        b"|1\r\n+a\r\n+b\r\n:7\r\n",
+        b"$4\r\na\r\nb\r\n",
+    ]
+    wire = b"".join(replies)
+    pos = 0
+    for reply in replies:
+        end = scan_reply(wire, pos)
+        assert wire[pos:end] == reply
+        pos = end
+    for reply in replies:
+        for cut in range(len(reply)):
+            assert scan_reply(reply[:cut]) == -1
+
+
+@given(commands)
+def test_scan_reply_agrees_with_hiredis(cmds: list[list[bytes]]) -> None:
+    import hiredis
+
+    from tessera.resp import scan_reply
+
+    wire = b"".join(encode(c) for c in cmds)
+    reader = hiredis.Reader()
+    reader.feed(wire)
+    pos = 0
+    for cmd in cmds:
+        end = scan_reply(wire, pos)
+        assert reader.gets() == cmd
+        pos = end
+    assert pos == len(wire)

@@ -1,0 +1,99 @@
+"""`gateway --port 6000 --admin-port 6001 --backend 0-4095=HOST:PORT ...`: the client proxy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+import trio
+
+from gateway.config import GatewayConfig
+from gateway.routing import PartitionMap
+from gateway.server import GatewayServer
+from tessera.cli import add_common_arguments, fail, run_main, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Tessera gateway: routes Redis clients to partition groups."
+    )
+    parser.add_argument("--port", type=int, default=6000, help="client port (default 6000)")
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--admin-port", type=int, default=6001, help="admin port (default 6001)")
+    parser.add_argument("--admin-bind", default="127.0.0.1")
+    parser.add_argument(
+        "--admin-secret",
+        default=os.environ.get("TESSERA_ADMIN_SECRET"),
+        help="shared secret the admin port requires (or $TESSERA_ADMIN_SECRET)",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="PN_RANGE=HOST:PORT",
+        help="static map entry, repeatable; ranges must cover 0-8191 exactly once",
+    )
+    parser.add_argument(
+        "--requirepass",
+        default=os.environ.get("TESSERA_REQUIREPASS"),
+        help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
+    )
+    parser.add_argument("--hold-timeout-ms", type=int, default=5000)
+    parser.add_argument("--backend-timeout-ms", type=int, default=5000)
+    parser.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL/FLUSHDB")
+    parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    add_common_arguments(parser)
+    return parser
+
+
+async def _serve(server: GatewayServer) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+
+    def body() -> None:
+        setup_logging(args.log_level)
+        assignments = []
+        for item in args.backend:
+            ranges, sep, address = item.partition("=")
+            if not sep:
+                fail("gateway", f"bad --backend {item!r} (expected PN_RANGE=HOST:PORT)")
+            assignments.append((ranges, address))
+        config = GatewayConfig(
+            bind=args.bind,
+            port=args.port,
+            admin_bind=args.admin_bind,
+            admin_port=args.admin_port,
+            admin_secret=args.admin_secret,
+            requirepass=args.requirepass,
+            backends=tuple(assignments),
+            hold_timeout_ms=args.hold_timeout_ms,
+            backend_timeout_ms=args.backend_timeout_ms,
+            allow_flush=args.allow_flush,
+            max_clients=args.max_clients,
+            workers=args.workers,
+        )
+        partition_map = PartitionMap.from_assignments(assignments)
+        worker = 0
+        for child in range(1, config.workers):
+            if os.fork() == 0:  # children share the client port via SO_REUSEPORT
+                worker = child
+                break
+        if worker:
+            config = config.model_copy(update={"admin_port": config.admin_port + worker})
+        trio.run(_serve, GatewayServer(config, partition_map))
+
+    run_main("gateway", body)
+
+
+if __name__ == "__main__":
+    main()

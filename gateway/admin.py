@@ -1,0 +1,136 @@
+"""The gateway's admin port (RESP, 127.0.0.1 by default): BLOCK, REDIRECT, UNBLOCK, MAP.
+
+Low volume, so each admin connection gets its own task and plain trio streams.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from gateway.blocking import AdminReply, Block, Redirect, Unblock
+from gateway.routing import Backend
+from tessera.errors import ConfigError
+from tessera.partition import parse_ranges
+from tessera.resp import Map, RequestParser, RequestProtocolError, encode, encode_error
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayServer
+
+log = logging.getLogger("tessera.gateway.admin")
+
+
+class AdminServer:
+    def __init__(self, gateway: GatewayServer) -> None:
+        self.gateway = gateway
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.gateway.config
+        try:
+            listeners = await trio.open_tcp_listeners(config.admin_port, host=config.admin_bind)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.admin_bind}:{config.admin_port} (admin): {exc.strerror}"
+            ) from exc
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(port)
+            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        parser = RequestParser()
+        authenticated = self.gateway.config.admin_secret is None
+        async with stream:
+            while True:
+                try:
+                    data = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    return
+                if not data:
+                    return
+                try:
+                    commands = parser.feed(data)
+                    broken = None
+                except RequestProtocolError as exc:
+                    commands, broken = exc.commands, exc
+                for argv in commands:
+                    name = argv[0].lower()
+                    if name == b"auth":
+                        secret = self.gateway.config.admin_secret
+                        ok = (
+                            len(argv) == 2
+                            and secret is not None
+                            and hmac.compare_digest(argv[1], secret.encode())
+                        )
+                        authenticated = authenticated or ok
+                        reply = b"+OK\r\n" if ok else encode_error("WRONGPASS invalid admin secret")
+                    elif not authenticated:
+                        reply = encode_error("NOAUTH the admin port needs AUTH <secret> first")
+                    else:
+                        reply = await self.execute(argv)
+                    await stream.send_all(reply)
+                if broken is not None:
+                    await stream.send_all(encode_error(broken.reply))
+                    return
+
+    async def execute(self, argv: list[bytes]) -> bytes:
+        gateway = self.gateway
+        name = argv[0].lower()
+        try:
+            if name == b"ping":
+                return b"+PONG\r\n"
+            if name == b"map":
+                return encode(
+                    Map(
+                        [
+                            (b"version", gateway.map.version),
+                            (
+                                b"ranges",
+                                [
+                                    f"{a}-{b}={backend.name}".encode()
+                                    for (a, b), backend in gateway.map.ranges()
+                                ],
+                            ),
+                            (b"blocked", [line.encode() for line in gateway.blocks.describe()]),
+                        ]
+                    )
+                )
+            if name == b"stats":
+                return encode(Map([(k.encode(), v) for k, v in gateway.stats.items()]))
+            if name == b"block" and len(argv) == 3:
+                job = argv[1].decode()
+                ranges = tuple(parse_ranges(argv[2].decode()))
+                actions = gateway.blocks.handle(Block(job, ranges, gateway.inflight_in(ranges)))
+                replies = gateway.apply_block_actions(actions)
+                if not replies:
+                    event = gateway.drain_event(job)
+                    if event is not None:
+                        await event.wait()
+                    return b"+OK\r\n"
+                return _admin_reply(replies[-1])
+            if name == b"redirect" and len(argv) == 5:
+                job = argv[1].decode()
+                ranges = tuple(parse_ranges(argv[2].decode()))
+                backend = Backend.parse(argv[3].decode()).name
+                version = int(argv[4])
+                actions = gateway.blocks.handle(
+                    Redirect(job, ranges, backend, version, gateway.map.version)
+                )
+                return _admin_reply(gateway.apply_block_actions(actions)[-1])
+            if name == b"unblock" and len(argv) == 2:
+                actions = gateway.blocks.handle(Unblock(argv[1].decode()))
+                return _admin_reply(gateway.apply_block_actions(actions)[-1])
+        except (ValueError, ConfigError) as exc:
+            return encode_error(f"ERR {exc}")
+        return encode_error(
+            f"ERR unknown admin command '{argv[0].decode('utf-8', 'replace')}' or wrong arguments "
+            "(PING, MAP, STATS, BLOCK job ranges, REDIRECT job ranges host:port version, "
+            "UNBLOCK job)"
+        )
+
+
+def _admin_reply(reply: AdminReply) -> bytes:
+    return b"+OK\r\n" if reply.error is None else encode_error(reply.error)

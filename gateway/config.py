@@ -1,0 +1,28 @@
+"""Gateway configuration, loaded once at the command line and passed down."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bind: str = "127.0.0.1"
+    port: int = Field(default=6000, ge=0, le=65535)
+    admin_bind: str = "127.0.0.1"
+    admin_port: int = Field(default=6001, ge=0, le=65535)
+    admin_secret: str | None = None
+    requirepass: str | None = None
+    backends: tuple[tuple[str, str], ...] = ()  # (ranges, HOST:PORT) for the static map
+    hold_timeout_ms: int = Field(default=5000, ge=1)
+    max_held_requests: int = Field(default=100_000, ge=1)
+    backend_timeout_ms: int = Field(default=5000, ge=1)
+    reconnect_backoff_ms: int = Field(default=100, ge=1)
+    max_reconnect_backoff_ms: int = Field(default=2000, ge=1)
+    allow_flush: bool = False
+    max_clients: int = Field(default=10_000, ge=1)
+    max_bulk_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    max_multibulk_len: int = Field(default=1024 * 1024, ge=1)
+    max_inline_bytes: int = Field(default=64 * 1024, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)

@@ -1,0 +1,959 @@
+"""The gateway's trio driver: clients in, backends out, replies back in order.
+
+One reactor task owns a level-triggered epoll set with the client listener, every client
+socket and every backend connection; trio waits on the epoll fd (the design measured
+fastest for pgserver, see docs/architecture.md). Each round reads everything ready:
+client requests are routed and appended to their backend connection's output, backend
+replies are cut at their boundaries (tessera.resp.scan_reply) and forwarded byte for
+byte into the waiting slot of the client's ordered reply queue. At the end of a round each
+backend connection gets one send (requests of many clients coalesced) and each client one
+send (all its replies that are ready, in request order). No task exists per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import select
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+import trio
+
+from gateway.blocking import (
+    AdminReply,
+    BlockState,
+    Expire,
+    Release,
+    Tick,
+    UpdateMap,
+    WaitDrain,
+)
+from gateway.commands import KINDS, Kind, unsupported_error
+from gateway.config import GatewayConfig
+from gateway.local import LocalCommands
+from gateway.routing import Backend, PartitionMap
+from tessera.command_table import COMMANDS
+from tessera.errors import ConfigError
+from tessera.keys import command_keys
+from tessera.partition import keyslot
+from tessera.partition import pn as partition_of
+from tessera.resp import (
+    Limits,
+    RequestParser,
+    RequestProtocolError,
+    encode,
+    encode_command,
+    encode_error,
+    scan_reply,
+    unknown_command_reply,
+)
+
+log = logging.getLogger("tessera.gateway")
+
+_RECV_BYTES = 256 * 1024
+_POLLS_PER_WAKEUP = 8
+_CROSSSLOT = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
+_NOAUTH = encode_error("NOAUTH Authentication required.")
+_HELD_TOO_LONG = encode_error(
+    "TRYAGAIN partition is being moved and the hold deadline passed; retry the request"
+)
+_TOO_MANY_HELD = encode_error("TRYAGAIN partition is being moved; too many requests held")
+
+
+class Slot:
+    """One reply in a client's ordered queue; `data` is set when the reply is known."""
+
+    __slots__ = ("client", "data")
+
+    def __init__(self, client: Client, data: bytes | None = None) -> None:
+        self.client = client
+        self.data = data
+
+
+class Waiter:
+    """What a backend connection owes a reply to: a client slot, or a part of a merge."""
+
+    __slots__ = ("done", "pns")
+
+    def __init__(self, done: Callable[[bytes], None], pns: tuple[int, ...]) -> None:
+        self.done = done
+        self.pns = pns
+
+
+class Client:
+    """A client connection: parser, identity, ordered reply queue, unsent output."""
+
+    __slots__ = (
+        "authenticated",
+        "closing",
+        "fd",
+        "id",
+        "lib_name",
+        "lib_ver",
+        "name",
+        "out",
+        "parser",
+        "pending",
+        "queue",
+        "resp3",
+        "sock",
+    )
+
+    def __init__(self, sock: socket.socket, client_id: int, parser: RequestParser) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.id = client_id
+        self.parser = parser
+        self.queue: deque[Slot] = deque()
+        self.out: list[bytes] = []
+        self.pending = memoryview(b"")  # output a full socket did not take
+        self.closing = False
+        self.authenticated = False
+        self.resp3 = False
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+
+
+class BackendConn:
+    """One connection to a backend: requests out (coalesced), replies in (FIFO)."""
+
+    __slots__ = (
+        "backend",
+        "buf",
+        "connected",
+        "fd",
+        "last_reply",
+        "out",
+        "resp3",
+        "sock",
+        "waiting",
+    )
+
+    def __init__(self, backend: Backend, resp3: bool, sock: socket.socket) -> None:
+        self.backend = backend
+        self.resp3 = resp3
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.connected = False
+        self.out: list[bytes] = []
+        self.waiting: deque[Waiter] = deque()
+        self.buf = b""
+        self.last_reply = time.monotonic()
+
+
+class Merge:
+    """Replies of the parts of a split or fanned-out command, combined when all are in."""
+
+    __slots__ = ("combine", "left", "results", "server", "slot")
+
+    def __init__(
+        self,
+        server: GatewayServer,
+        slot: Slot,
+        parts: int,
+        combine: Callable[[list[bytes]], bytes],
+    ) -> None:
+        self.server = server
+        self.slot = slot
+        self.left = parts
+        self.results: list[bytes] = [b""] * parts
+        self.combine = combine
+
+    def part(self, index: int) -> Callable[[bytes], None]:
+        def done(data: bytes) -> None:
+            self.results[index] = data
+            self.left -= 1
+            if self.left == 0:
+                self.server.complete(self.slot, self.combine(self.results))
+
+        return done
+
+
+class GatewayServer:
+    """Routes a Redis client's commands to the backends that own their partitions."""
+
+    def __init__(self, config: GatewayConfig, partition_map: PartitionMap | None = None) -> None:
+        self.config = config
+        if partition_map is None:
+            if not config.backends:
+                raise ConfigError("no partition map: give --backend PN_RANGE=HOST:PORT")
+            partition_map = PartitionMap.from_assignments(list(config.backends))
+        self.map = partition_map
+        self.limits = Limits(
+            max_bulk_bytes=config.max_bulk_bytes,
+            max_multibulk_len=config.max_multibulk_len,
+            max_inline_bytes=config.max_inline_bytes,
+        )
+        self.blocks: BlockState[tuple[Slot, list[bytes]]] = BlockState(
+            config.hold_timeout_ms / 1000, config.max_held_requests
+        )
+        self.local = LocalCommands(self)
+        self.port = 0
+        self.admin_port = 0
+        self.started_at = time.time()
+        self.clients: dict[int, Client] = {}
+        self.inflight = [0] * 8192  # forwarded, unanswered requests per partition
+        self.stats: dict[str, int] = {
+            "connections_received": 0,
+            "commands_processed": 0,
+            "rejected_connections": 0,
+            "backend_errors": 0,
+            "held_requests": 0,
+            "expired_holds": 0,
+        }
+        self.command_counts: dict[str, int] = {}
+        self._next_client_id = 1
+        self._poller: select.epoll | None = None
+        self._by_fd: dict[int, Client | BackendConn] = {}
+        self._conns: dict[tuple[Backend, bool], BackendConn] = {}
+        self._down_until: dict[Backend, float] = {}
+        self._backoff: dict[Backend, float] = {}
+        self._route: tuple[list[BackendConn | None], list[BackendConn | None]] = ([], [])
+        self._dirty_backends: set[BackendConn] = set()
+        self._dirty_clients: set[Client] = set()
+        self._drain_waits: dict[str, tuple[tuple[tuple[int, int], ...], trio.Event]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._rebuild_routes()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        from gateway.admin import AdminServer
+
+        listener = _listen(self.config.bind, self.config.port, reuse_port=self.config.workers > 1)
+        self.port = listener.getsockname()[1]
+        admin = AdminServer(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.admin_port = await nursery.start(admin.serve)
+                nursery.start_soon(self._housekeeping)
+                task_status.started(self.port)
+                log.info(
+                    "gateway listening on %s:%d (admin %s:%d), %s",
+                    self.config.bind,
+                    self.port,
+                    self.config.admin_bind,
+                    self.admin_port,
+                    self.map.describe(),
+                )
+                await self._reactor(listener)
+        finally:
+            listener.close()
+
+    def shutdown(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _reactor(self, listener: socket.socket) -> None:
+        poller = self._poller = select.epoll()
+        listener_fd = listener.fileno()
+        poller.register(listener_fd, select.EPOLLIN)
+        wait_readable = trio.lowlevel.wait_readable
+        by_fd = self._by_fd
+        try:
+            while True:
+                await wait_readable(poller)
+                for _ in range(_POLLS_PER_WAKEUP):
+                    events = poller.poll(0)
+                    if not events:
+                        break
+                    for fd, mask in events:
+                        if fd == listener_fd:
+                            self._accept_all(listener)
+                            continue
+                        owner = by_fd.get(fd)
+                        if owner is None:
+                            continue
+                        if type(owner) is Client:
+                            self._on_client(owner, mask)
+                        else:
+                            self._on_backend(owner, mask)  # type: ignore[arg-type]
+                    self._flush()
+        finally:
+            for client in list(self.clients.values()):
+                self._close_client(client)
+            for conn in list(self._conns.values()):
+                self._close_backend(conn, "gateway shutting down")
+            poller.close()
+            self._poller = None
+
+    # ------------------------------------------------------------------ clients
+
+    def _accept_all(self, listener: socket.socket) -> None:
+        assert self._poller is not None
+        while True:
+            try:
+                sock, _addr = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accept failed: %s", exc)
+                    return
+                raise
+            self.stats["connections_received"] += 1
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if len(self.clients) >= self.config.max_clients:
+                self.stats["rejected_connections"] += 1
+                with contextlib.suppress(OSError):
+                    sock.send(b"-ERR max number of clients reached\r\n")
+                sock.close()
+                continue
+            client = Client(sock, self._next_client_id, RequestParser(self.limits))
+            self._next_client_id += 1
+            client.authenticated = self.config.requirepass is None
+            self.clients[client.id] = client
+            self._by_fd[client.fd] = client
+            self._poller.register(client.fd, select.EPOLLIN)
+
+    def _on_client(self, client: Client, mask: int) -> None:
+        if client.pending:
+            self._drain_client(client)
+            return
+        try:
+            data = client.sock.recv(_RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_client(client)
+            return
+        broken: RequestProtocolError | None = None
+        try:
+            commands = client.parser.feed(data)
+        except RequestProtocolError as exc:
+            commands, broken = exc.commands, exc
+        self.stats["commands_processed"] += len(commands)
+        for argv in commands:
+            self._dispatch(client, argv)
+            if client.closing:
+                break
+        if broken is not None:
+            self._reply(client, encode_error(broken.reply))
+            client.closing = True
+
+    def _reply(self, client: Client, data: bytes) -> None:
+        """Queue a reply that is known right away (after earlier ones, in order)."""
+        if client.queue:
+            client.queue.append(Slot(client, data))
+        else:
+            client.out.append(data)
+            self._dirty_clients.add(client)
+
+    def complete(self, slot: Slot, data: bytes) -> None:
+        """A slot's reply arrived: release every finished reply at the queue's head."""
+        slot.data = data
+        client = slot.client
+        queue = client.queue
+        if queue and queue[0] is slot:
+            out = client.out
+            while queue and queue[0].data is not None:
+                out.append(queue.popleft().data)  # type: ignore[arg-type]
+            self._dirty_clients.add(client)
+
+    def _dispatch(self, client: Client, argv: list[bytes]) -> None:
+        name = argv[0]
+        kind = KINDS.get(name)
+        if kind is None:
+            name = name.lower()
+            kind = KINDS.get(name)
+            if kind is None:
+                text = unsupported_error(name)
+                self._reply(client, encode_error(text) if text else unknown_command_reply(argv))
+                return
+        if not client.authenticated and name.lower() not in (b"auth", b"hello", b"quit"):
+            self._reply(client, _NOAUTH)
+            return
+        lowered = name.decode().lower() if kind is not Kind.SINGLE else ""
+        if kind is Kind.SINGLE:
+            spec = COMMANDS[name.decode().lower()] if len(argv) < 2 else None
+            if spec is not None:
+                self._reply(client, _arity_error(name))
+                return
+            slot = Slot(client)
+            client.queue.append(slot)
+            self._route_single(slot, argv)
+            return
+        arity = COMMANDS[lowered][0] if lowered in COMMANDS else -1
+        if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
+            self._reply(client, _arity_error(name))
+            return
+        self.command_counts[lowered] = self.command_counts.get(lowered, 0) + 1
+        if kind is Kind.LOCAL:
+            self._reply(client, self.local.execute(client, lowered, argv))
+            return
+        if kind is Kind.UNSUPPORTED:
+            self._reply(client, encode_error(unsupported_error(name) or "ERR unsupported"))
+            return
+        slot = Slot(client)
+        client.queue.append(slot)
+        if kind is Kind.SAME_SLOT:
+            keys = command_keys(argv)
+            if keys and len({keyslot(k) for k in keys}) > 1:
+                self.complete(slot, _CROSSSLOT)
+                return
+            self._route_single(slot, argv, partition_of(keys[0]) if keys else 0)
+        elif kind is Kind.SPLIT:
+            self._route_split(slot, argv, lowered)
+        else:
+            self._route_fanout(slot, argv, lowered)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route_single(self, slot: Slot, argv: list[bytes], pn: int = -1) -> None:
+        if pn < 0:
+            pn = partition_of(argv[1])
+        job = self.blocks.blocked_job[pn]
+        if job is not None:
+            self._hold(job, slot, argv)
+            return
+        conn = self._route[slot.client.resp3][self.map.owner[pn]]
+        if conn is None:
+            conn = self._connect_route(slot.client.resp3, self.map.owner[pn])
+            if conn is None:
+                self.complete(slot, self._unavailable(self.map.backend_of(pn)))
+                return
+        self._send_to(
+            conn, encode_command(argv), Waiter(lambda data: self.complete(slot, data), (pn,))
+        )
+
+    def _hold(self, job: str, slot: Slot, argv: list[bytes]) -> None:
+        if self.blocks.hold(job, (slot, argv), time.monotonic()):
+            self.stats["held_requests"] += 1
+        else:
+            self.complete(slot, _TOO_MANY_HELD)
+
+    def _route_split(self, slot: Slot, argv: list[bytes], name: str) -> None:
+        step = 2 if name == "mset" else 1
+        args = argv[1:]
+        groups: dict[int, list[int]] = {}  # backend index -> positions of keys
+        owner = self.map.owner
+        blocked = self.blocks.blocked_job
+        for i in range(0, len(args), step):
+            pn = partition_of(args[i])
+            job = blocked[pn]
+            if job is not None:
+                self._hold(job, slot, argv)
+                return
+            groups.setdefault(owner[pn], []).append(i)
+        resp3 = slot.client.resp3
+        if len(groups) == 1:
+            (index,) = groups
+            self._forward(
+                slot, argv, index, tuple(partition_of(args[i]) for i in range(0, len(args), step))
+            )
+            return
+        combine = _MERGERS[name](len(args) // step, list(groups.values()), resp3)
+        merge = Merge(self, slot, len(groups), combine)
+        for part, (index, positions) in enumerate(groups.items()):
+            sub = [argv[0]]
+            for i in positions:
+                sub.extend(args[i : i + step])
+            pns = tuple(partition_of(args[i]) for i in positions)
+            conn = self._conn_for(resp3, index)
+            if conn is None:
+                merge.part(part)(self._unavailable(self.map.backends[index]))
+            else:
+                self._send_to(conn, encode_command(sub), Waiter(merge.part(part), pns))
+
+    def _forward(self, slot: Slot, argv: list[bytes], index: int, pns: tuple[int, ...]) -> None:
+        conn = self._conn_for(slot.client.resp3, index)
+        if conn is None:
+            self.complete(slot, self._unavailable(self.map.backends[index]))
+            return
+        self._send_to(
+            conn, encode_command(argv), Waiter(lambda data: self.complete(slot, data), pns)
+        )
+
+    def _route_fanout(self, slot: Slot, argv: list[bytes], name: str) -> None:
+        resp3 = slot.client.resp3
+        backends = list(range(len(self.map.backends)))
+        if name in ("flushall", "flushdb") and not self.config.allow_flush:
+            self.complete(
+                slot,
+                encode_error(
+                    f"ERR {name.upper()} through the gateway is disabled; "
+                    "start it with --allow-flush"
+                ),
+            )
+            return
+        if self.blocks.jobs and name in ("flushall", "flushdb"):
+            self.complete(slot, encode_error("TRYAGAIN partitions are being moved"))
+            return
+        if name == "scan":
+            self._route_scan(slot, argv)
+            return
+        combine = _FANOUT_MERGERS[name](resp3)
+        merge = Merge(self, slot, len(backends), combine)
+        for part, index in enumerate(backends):
+            conn = self._conn_for(resp3, index)
+            if conn is None:
+                merge.part(part)(self._unavailable(self.map.backends[index]))
+            else:
+                self._send_to(conn, encode_command(argv), Waiter(merge.part(part), ()))
+
+    def _route_scan(self, slot: Slot, argv: list[bytes]) -> None:
+        """SCAN visits backends one after the other; the cursor holds both positions.
+
+        cursor = backend_cursor * 10000 + backend index (as nbase-arc's gateway does).
+        """
+        try:
+            cursor = int(argv[1])
+            if cursor < 0:
+                raise ValueError
+        except ValueError:
+            self.complete(slot, encode_error("ERR invalid cursor"))
+            return
+        index, backend_cursor = cursor % 10000, cursor // 10000
+        count = len(self.map.backends)
+        if index >= count:
+            self.complete(slot, encode([b"0", []], slot.client.resp3))
+            return
+        sub = [argv[0], str(backend_cursor).encode(), *argv[2:]]
+        resp3 = slot.client.resp3
+
+        def done(data: bytes) -> None:
+            reply = _parse(data)
+            if not isinstance(reply, list):
+                self.complete(slot, data)
+                return
+            next_cursor = int(reply[0])
+            if next_cursor == 0:
+                combined = 0 if index + 1 >= count else index + 1
+            else:
+                combined = next_cursor * 10000 + index
+            self.complete(slot, encode([str(combined).encode(), reply[1]], resp3))
+
+        conn = self._conn_for(resp3, index)
+        if conn is None:
+            self.complete(slot, self._unavailable(self.map.backends[index]))
+        else:
+            self._send_to(conn, encode_command(sub), Waiter(done, ()))
+
+    def _send_to(self, conn: BackendConn, request: bytes, waiter: Waiter) -> None:
+        conn.out.append(request)
+        conn.waiting.append(waiter)
+        inflight = self.inflight
+        for pn in waiter.pns:
+            inflight[pn] += 1
+        self._dirty_backends.add(conn)
+
+    def _unavailable(self, backend: Backend) -> bytes:
+        self.stats["backend_errors"] += 1
+        return encode_error(f"ERR backend {backend.name} unavailable")
+
+    # ------------------------------------------------------------------ backends
+
+    def _rebuild_routes(self) -> None:
+        self._route = (
+            [self._conns.get((b, False)) for b in self.map.backends],
+            [self._conns.get((b, True)) for b in self.map.backends],
+        )
+
+    def _conn_for(self, resp3: bool, index: int) -> BackendConn | None:
+        conn = self._route[resp3][index]
+        return conn if conn is not None else self._connect_route(resp3, index)
+
+    def _connect_route(self, resp3: bool, index: int) -> BackendConn | None:
+        backend = self.map.backends[index]
+        conn = self._connect(backend, resp3)
+        self._route[resp3][index] = conn
+        return conn
+
+    def _connect(self, backend: Backend, resp3: bool) -> BackendConn | None:
+        """A (possibly still connecting) connection, or None while the backend is down."""
+        existing = self._conns.get((backend, resp3))
+        if existing is not None:
+            return existing
+        if self._down_until.get(backend, 0) > time.monotonic():
+            return None
+        sock = socket.socket(socket.AF_INET6 if ":" in backend.host else socket.AF_INET)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex((backend.host, backend.port))
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._mark_down(backend)
+            return None
+        conn = BackendConn(backend, resp3, sock)
+        if resp3:
+            conn.out.append(encode_command([b"HELLO", b"3"]))
+            conn.waiting.append(Waiter(_ignore, ()))
+        self._conns[(backend, resp3)] = conn
+        self._by_fd[conn.fd] = conn
+        assert self._poller is not None
+        self._poller.register(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+        return conn
+
+    def _mark_down(self, backend: Backend) -> None:
+        backoff = min(
+            self._backoff.get(backend, self.config.reconnect_backoff_ms / 2000) * 2,
+            self.config.max_reconnect_backoff_ms / 1000,
+        )
+        self._backoff[backend] = backoff
+        self._down_until[backend] = time.monotonic() + backoff
+
+    def _on_backend(self, conn: BackendConn, mask: int) -> None:
+        assert self._poller is not None
+        if not conn.connected:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err or (mask & (select.EPOLLERR | select.EPOLLHUP) and not mask & select.EPOLLIN):
+                self._close_backend(conn, "connection refused")
+                self._mark_down(conn.backend)
+                return
+            conn.connected = True
+            self._backoff.pop(conn.backend, None)
+            self._down_until.pop(conn.backend, None)
+            self._poller.modify(conn.fd, select.EPOLLIN)
+            if conn.out:
+                self._dirty_backends.add(conn)
+            if not mask & select.EPOLLIN:
+                return
+        elif mask & select.EPOLLOUT:
+            self._poller.modify(conn.fd, select.EPOLLIN)
+            self._dirty_backends.add(conn)
+            if not mask & select.EPOLLIN:
+                return
+        try:
+            data = conn.sock.recv(_RECV_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_backend(conn, "connection lost")
+            return
+        buf = conn.buf + data if conn.buf else data
+        pos = 0
+        waiting = conn.waiting
+        inflight = self.inflight
+        try:
+            while True:
+                end = scan_reply(buf, pos)
+                if end < 0:
+                    break
+                if not waiting:
+                    raise ValueError("reply without a request")
+                waiter = waiting.popleft()
+                for pn in waiter.pns:
+                    inflight[pn] -= 1
+                waiter.done(buf[pos:end])
+                pos = end
+        except (ValueError, RequestProtocolError) as exc:
+            log.error(
+                "backend %s sent garbage (%s); dropping the connection", conn.backend.name, exc
+            )
+            self._close_backend(conn, "protocol error")
+            return
+        conn.buf = buf[pos:] if pos < len(buf) else b""
+        conn.last_reply = time.monotonic()
+
+    def _close_backend(self, conn: BackendConn, why: str) -> None:
+        """Close and forget a backend connection; every request it owed gets an error.
+
+        A connection interrupted between request and reply is never reused.
+        """
+        if self._conns.get((conn.backend, conn.resp3)) is conn:
+            del self._conns[(conn.backend, conn.resp3)]
+        self._by_fd.pop(conn.fd, None)
+        self._dirty_backends.discard(conn)
+        if self._poller is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._poller.unregister(conn.fd)
+        conn.sock.close()
+        self._rebuild_routes()
+        waiting, conn.waiting = conn.waiting, deque()
+        if waiting:
+            log.warning("backend %s: %s; failing %d requests", conn.backend.name, why, len(waiting))
+        error = self._unavailable(conn.backend)
+        for waiter in waiting:
+            for pn in waiter.pns:
+                self.inflight[pn] -= 1
+            waiter.done(error)
+
+    # ------------------------------------------------------------------ output
+
+    def _flush(self) -> None:
+        """One send per backend with requests, then one per client with replies."""
+        if self._dirty_backends:
+            backends, self._dirty_backends = self._dirty_backends, set()
+            for conn in backends:
+                if not conn.connected or not conn.out:
+                    continue
+                data = b"".join(conn.out) if len(conn.out) > 1 else conn.out[0]
+                conn.out = []
+                try:
+                    sent = conn.sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    self._close_backend(conn, "send failed")
+                    continue
+                if sent < len(data):
+                    conn.out = [data[sent:]]
+                    assert self._poller is not None
+                    self._poller.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+        if self._dirty_clients:
+            clients, self._dirty_clients = self._dirty_clients, set()
+            for client in clients:
+                self._send_client(client)
+
+    def _send_client(self, client: Client) -> None:
+        if client.fd not in self._by_fd or client.pending:
+            return
+        out = client.out
+        if not out:
+            if client.closing and not client.queue:
+                self._close_client(client)
+            return
+        data = b"".join(out) if len(out) > 1 else out[0]
+        client.out = []
+        try:
+            sent = client.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._close_client(client)
+            return
+        if sent < len(data):
+            client.pending = memoryview(data)[sent:]
+            assert self._poller is not None
+            self._poller.modify(client.fd, select.EPOLLOUT)
+        elif client.closing and not client.queue:
+            self._close_client(client)
+
+    def _drain_client(self, client: Client) -> None:
+        try:
+            sent = client.sock.send(client.pending)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close_client(client)
+            return
+        client.pending = client.pending[sent:]
+        if not client.pending:
+            assert self._poller is not None
+            self._poller.modify(client.fd, select.EPOLLIN)
+            self._dirty_clients.add(client)
+
+    def _close_client(self, client: Client) -> None:
+        if self._by_fd.pop(client.fd, None) is None:
+            return
+        self.clients.pop(client.id, None)
+        self._dirty_clients.discard(client)
+        if self._poller is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._poller.unregister(client.fd)
+        client.sock.close()
+        client.queue.clear()
+
+    # ------------------------------------------------------------------ block / redirect
+
+    def apply_block_actions(self, actions: list[Any]) -> list[AdminReply]:
+        """Carry out the block state machine's actions; admin replies are returned."""
+        replies: list[AdminReply] = []
+        for action in actions:
+            if isinstance(action, AdminReply):
+                replies.append(action)
+            elif isinstance(action, WaitDrain):
+                self._drain_waits[action.job] = (action.ranges, trio.Event())
+            elif isinstance(action, UpdateMap):
+                self.set_map(
+                    self.map.with_ranges(
+                        list(action.ranges), Backend.parse(action.backend), action.version
+                    )
+                )
+            elif isinstance(action, Release):
+                for slot, argv in action.items:
+                    if slot.client.fd in self._by_fd:
+                        self._dispatch_held(slot, argv)
+            elif isinstance(action, Expire):
+                for slot, _argv in action.items:
+                    self.stats["expired_holds"] += 1
+                    self.complete(slot, _HELD_TOO_LONG)
+        self._flush()
+        return replies
+
+    def _dispatch_held(self, slot: Slot, argv: list[bytes]) -> None:
+        name = argv[0].decode().lower()
+        kind = KINDS[name.encode()]
+        if kind is Kind.SPLIT:
+            self._route_split(slot, argv, name)
+        elif kind is Kind.SAME_SLOT:
+            keys = command_keys(argv)
+            self._route_single(slot, argv, partition_of(keys[0]))
+        else:
+            self._route_single(slot, argv)
+
+    def drain_event(self, job: str) -> trio.Event | None:
+        wait = self._drain_waits.get(job)
+        return None if wait is None else wait[1]
+
+    def inflight_in(self, ranges: tuple[tuple[int, int], ...]) -> int:
+        return sum(sum(self.inflight[a : b + 1]) for a, b in ranges)
+
+    def set_map(self, new_map: PartitionMap) -> bool:
+        """Adopt a newer map (never an older one)."""
+        if new_map.version < self.map.version:
+            return False
+        self.map = new_map
+        self._rebuild_routes()
+        log.info("partition map %s", new_map.describe())
+        return True
+
+    async def _housekeeping(self) -> None:
+        """Hold deadlines, drain notices, backend timeouts: every 10 ms / 100 ms."""
+        from gateway.blocking import Drained
+
+        ticks = 0
+        while True:
+            await trio.sleep(0.01)
+            ticks += 1
+            now = time.monotonic()
+            if self.blocks.held_count:
+                self.apply_block_actions(self.blocks.handle(Tick(now)))
+            for job, (ranges, event) in list(self._drain_waits.items()):
+                if self.inflight_in(ranges) == 0:
+                    del self._drain_waits[job]
+                    self.apply_block_actions(self.blocks.handle(Drained(job)))
+                    event.set()
+            if ticks % 10 == 0:
+                timeout = self.config.backend_timeout_ms / 1000
+                for conn in list(self._conns.values()):
+                    if conn.waiting and now - conn.last_reply > timeout:
+                        self._close_backend(conn, f"no reply for {timeout:.1f}s")
+                self._flush()
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+def _arity_error(name: bytes) -> bytes:
+    return encode_error(f"ERR wrong number of arguments for '{name.decode().lower()}' command")
+
+
+def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+# ---------------------------------------------------------------------- merging replies
+
+
+def _parse(data: bytes) -> Any:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    return reader.gets()
+
+
+def _first_error(parts: list[bytes]) -> bytes | None:
+    for part in parts:
+        if part[:1] == b"-":
+            return part
+    return None
+
+
+def _merge_mget(total: int, groups: list[list[int]], resp3: bool) -> Callable[[list[bytes]], bytes]:
+    def combine(parts: list[bytes]) -> bytes:
+        error = _first_error(parts)
+        if error is not None:
+            return error
+        values: list[Any] = [None] * total
+        for positions, part in zip(groups, parts, strict=True):
+            for position, value in zip(positions, _parse(part), strict=True):
+                values[position] = value
+        return encode(values, resp3)
+
+    return combine
+
+
+def _merge_ok(total: int, groups: list[list[int]], resp3: bool) -> Callable[[list[bytes]], bytes]:
+    def combine(parts: list[bytes]) -> bytes:
+        return _first_error(parts) or b"+OK\r\n"
+
+    return combine
+
+
+def _merge_sum(total: int, groups: list[list[int]], resp3: bool) -> Callable[[list[bytes]], bytes]:
+    def combine(parts: list[bytes]) -> bytes:
+        error = _first_error(parts)
+        if error is not None:
+            return error
+        return b":%d\r\n" % sum(int(part[1:-2]) for part in parts)
+
+    return combine
+
+
+_MERGERS = {
+    "mget": _merge_mget,
+    "mset": _merge_ok,
+    "del": _merge_sum,
+    "unlink": _merge_sum,
+    "exists": _merge_sum,
+    "touch": _merge_sum,
+}
+
+
+def _fanout_sum(resp3: bool) -> Callable[[list[bytes]], bytes]:
+    return _merge_sum(0, [], resp3)
+
+
+def _fanout_ok(resp3: bool) -> Callable[[list[bytes]], bytes]:
+    return _merge_ok(0, [], resp3)
+
+
+def _fanout_keys(resp3: bool) -> Callable[[list[bytes]], bytes]:
+    def combine(parts: list[bytes]) -> bytes:
+        error = _first_error(parts)
+        if error is not None:
+            return error
+        keys: list[Any] = []
+        for part in parts:
+            keys.extend(_parse(part))
+        return encode(keys, resp3)
+
+    return combine
+
+
+def _fanout_randomkey(resp3: bool) -> Callable[[list[bytes]], bytes]:
+    import random
+
+    def combine(parts: list[bytes]) -> bytes:
+        error = _first_error(parts)
+        if error is not None:
+            return error
+        found = [p for p in parts if p not in (b"$-1\r\n", b"_\r\n")]
+        return random.choice(found) if found else parts[0]
+
+    return combine
+
+
+_FANOUT_MERGERS = {
+    "dbsize": _fanout_sum,
+    "flushall": _fanout_ok,
+    "flushdb": _fanout_ok,
+    "keys": _fanout_keys,
+    "randomkey": _fanout_randomkey,
+}
