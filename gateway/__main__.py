@@ -11,6 +11,7 @@ import trio
 from gateway.config import GatewayConfig
 from gateway.routing import PartitionMap
 from gateway.server import GatewayServer
+from gateway.zk_source import ZkMapSource
 from tessera.cli import add_common_arguments, fail, run_main, setup_logging
 
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TESSERA_REQUIREPASS"),
         help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
     )
+    parser.add_argument("--zk", help="follow the map of --cluster in this ZooKeeper (HOST:PORT)")
+    parser.add_argument("--zk-chroot", default="")
+    parser.add_argument("--cluster", default="default", help="cluster name (with --zk)")
     parser.add_argument("--hold-timeout-ms", type=int, default=5000)
     parser.add_argument("--backend-timeout-ms", type=int, default=5000)
     parser.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL/FLUSHDB")
@@ -48,13 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(server: GatewayServer) -> None:
+async def _serve(server: GatewayServer, source: ZkMapSource | None = None) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
+        if source is not None:
+            await nursery.start(source.follow, server)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 return
+
+
+async def _run(
+    config: GatewayConfig, assignments: list[tuple[str, str]], args: argparse.Namespace
+) -> None:
+    if args.zk:
+        source = ZkMapSource(args.zk, args.zk_chroot, args.cluster)
+        try:
+            partition_map = await source.first_map()
+            await _serve(GatewayServer(config, partition_map), source)
+        finally:
+            await source.close()
+    else:
+        await _serve(GatewayServer(config, PartitionMap.from_assignments(assignments)))
 
 
 def main() -> None:
@@ -82,7 +102,10 @@ def main() -> None:
             max_clients=args.max_clients,
             workers=args.workers,
         )
-        partition_map = PartitionMap.from_assignments(assignments)
+        if args.zk and assignments:
+            fail("gateway", "give either --zk (dynamic map) or --backend (static map), not both")
+        if not args.zk and not assignments:
+            fail("gateway", "no map: give --backend PN_RANGE=HOST:PORT ... or --zk HOST:PORT")
         worker = 0
         for child in range(1, config.workers):
             if os.fork() == 0:  # children share the client port via SO_REUSEPORT
@@ -90,7 +113,7 @@ def main() -> None:
                 break
         if worker:
             config = config.model_copy(update={"admin_port": config.admin_port + worker})
-        trio.run(_serve, GatewayServer(config, partition_map))
+        trio.run(_run, config, assignments, args)
 
     run_main("gateway", body)
 

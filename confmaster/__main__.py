@@ -1,0 +1,58 @@
+"""`confmaster --zk 127.0.0.1:2181 --port 1122`: the cluster's control plane."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import trio
+
+from confmaster.server import Confmaster, ConfmasterConfig
+from tessera.cli import add_common_arguments, run_main, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="confmaster", description="Tessera confmaster: cluster metadata, failover, migration."
+    )
+    parser.add_argument("--zk", default="127.0.0.1:2181", help="ZooKeeper HOST:PORT[,HOST:PORT]")
+    parser.add_argument("--zk-chroot", default="", help="ZooKeeper chroot for this deployment")
+    parser.add_argument("--port", type=int, default=1122, help="operator API port (default 1122)")
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--id", default="", help="instance name (default bind:port/pid)")
+    parser.add_argument("--heartbeat-interval-ms", type=int, default=500)
+    parser.add_argument("--heartbeat-timeout-ms", type=int, default=2000)
+    add_common_arguments(parser)
+    return parser
+
+
+async def _serve(server: Confmaster) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+
+    def body() -> None:
+        setup_logging(args.log_level)
+        config = ConfmasterConfig(
+            zk=args.zk,
+            zk_chroot=args.zk_chroot,
+            bind=args.bind,
+            port=args.port,
+            instance_id=args.id,
+            heartbeat_interval_ms=args.heartbeat_interval_ms,
+            heartbeat_timeout_ms=args.heartbeat_timeout_ms,
+        )
+        trio.run(_serve, Confmaster(config))
+
+    run_main("confmaster", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""`confmaster-cli`: the operator's command line for a Tessera cluster (talks to the API)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, NoReturn
+
+DEFAULT = "127.0.0.1:1122"
+
+
+class CliError(Exception):
+    pass
+
+
+def call(address: str, method: str, path: str, body: Any = None, follow: int = 3) -> Any:
+    """One API call; follows a follower's pointer to the leader for mutations."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://{address}{path}", data=data, method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            payload = json.loads(exc.read() or b"{}")
+        except json.JSONDecodeError:
+            payload = {}
+        if exc.code == 421 and payload.get("leader") and follow > 0 and payload["leader"] != address:
+            return call(payload["leader"], method, path, body, follow - 1)
+        raise CliError(payload.get("error") or f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"cannot reach the confmaster at {address}: {reason}") from None
+
+
+def parse_ranges(specs: list[str]) -> list[list[int]]:
+    """'0-4095:0' items -> [[0, 4095, 0]]."""
+    out = []
+    for spec in specs:
+        rng, sep, pg = spec.partition(":")
+        first, dash, last = rng.partition("-")
+        try:
+            if not sep:
+                raise ValueError
+            out.append([int(first), int(last) if dash else int(first), int(pg)])
+        except ValueError:
+            raise CliError(f"bad --range {spec!r} (expected FIRST-LAST:PG, e.g. 0-4095:1)") from None
+    return out
+
+
+def show_status(status: dict[str, Any]) -> str:
+    lines = []
+    meta = status["cluster"]
+    lines.append(f"cluster {meta['name']}   map v{status['map']['version']}   "
+                 f"route v{status['route']['version'] if status['route'] else '-'}   "
+                 f"leader {status.get('leader') or '?'}")
+    lines.append("")
+    lines.append(f"{'PG':>4}  {'partitions':<24} {'epoch':>5}  {'master':<22} members")
+    ranges: dict[int, list[str]] = {}
+    for first, last, pg in status["map"]["ranges"]:
+        ranges.setdefault(pg, []).append(f"{first}-{last}")
+    for pg in status["pgs"]:
+        lines.append(
+            f"{pg['id']:>4}  {','.join(ranges.get(pg['id'], ['-'])):<24} {pg['epoch']:>5}  "
+            f"{pg['master'] or '-':<22} {', '.join(pg['members']) or '-'}"
+        )
+    lines.append("")
+    lines.append(f"{'pgserver':<22} {'PG':>4} {'role':<7} {'state':<6} {'log LSN':>12}")
+    for s in status["pgservers"]:
+        lines.append(f"{s['id']:<22} {s['pg']:>4} {s['role']:<7} {s['state']:<6} {s['last_lsn']:>12}")
+    lines.append("")
+    lines.append(f"{'gateway':<22} {'admin':>6} {'state':<6} live")
+    live = set(status.get("live_gateways", []))
+    for g in status["gateways"]:
+        lines.append(f"{g['id']:<22} {g['admin_port']:>6} {g['state']:<6} {'yes' if g['id'] in live else 'no'}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="confmaster-cli", description=__doc__)
+    parser.add_argument(
+        "--confmaster", default=os.environ.get("TESSERA_CONFMASTER", DEFAULT),
+        help="confmaster API HOST:PORT (default $TESSERA_CONFMASTER or 127.0.0.1:1122)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the raw JSON reply")
+    parser.add_argument("--cluster", default="default")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cluster = sub.add_parser("cluster", help="create or list clusters")
+    cluster_sub = cluster.add_subparsers(dest="action", required=True)
+    create = cluster_sub.add_parser("create", help="create a cluster, map split evenly")
+    create.add_argument("name")
+    create.add_argument("--pgs", type=int, default=2)
+    create.add_argument("--range", action="append", default=[], help="FIRST-LAST:PG (repeatable)")
+    cluster_sub.add_parser("list")
+
+    pg = sub.add_parser("pg", help="add or delete a partition group")
+    pg_sub = pg.add_subparsers(dest="action", required=True)
+    pg_add = pg_sub.add_parser("add")
+    pg_add.add_argument("--id", type=int)
+    pg_del = pg_sub.add_parser("del")
+    pg_del.add_argument("id", type=int)
+
+    pgs = sub.add_parser("pgs", help="add or delete a pgserver")
+    pgs_sub = pgs.add_subparsers(dest="action", required=True)
+    pgs_add = pgs_sub.add_parser("add")
+    pgs_add.add_argument("--pg", type=int, required=True)
+    pgs_add.add_argument("address", help="HOST:PORT")
+    pgs_del = pgs_sub.add_parser("del")
+    pgs_del.add_argument("address", help="HOST:PORT")
+
+    gw = sub.add_parser("gw", help="add or delete a gateway")
+    gw_sub = gw.add_subparsers(dest="action", required=True)
+    gw_add = gw_sub.add_parser("add")
+    gw_add.add_argument("address", help="HOST:PORT (client port)")
+    gw_add.add_argument("--admin-port", type=int)
+    gw_del = gw_sub.add_parser("del")
+    gw_del.add_argument("address")
+
+    map_ = sub.add_parser("map", help="show the partition map")
+    map_sub = map_.add_subparsers(dest="action", required=True)
+    map_sub.add_parser("show")
+
+    status = sub.add_parser("status", help="cluster, PGs, pgservers, gateways")
+    status.add_argument("--watch", action="store_true", help="refresh every second")
+    return parser
+
+
+def _split_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CliError(f"bad address {text!r} (expected HOST:PORT)")
+    return host, int(port)
+
+
+def run(args: argparse.Namespace) -> tuple[Any, str]:
+    """Execute one command; returns (JSON reply, human text)."""
+    addr = args.confmaster
+    base = f"/clusters/{args.cluster}"
+    if args.command == "cluster":
+        if args.action == "list":
+            reply = call(addr, "GET", "/clusters")
+            return reply, "\n".join(reply["clusters"]) or "(no clusters)"
+        body: dict[str, Any] = {"name": args.name, "pgs": args.pgs}
+        if args.range:
+            body["ranges"] = parse_ranges(args.range)
+        reply = call(addr, "POST", "/clusters", body)
+        return reply, show_status(reply)
+    if args.command == "pg":
+        if args.action == "add":
+            reply = call(addr, "POST", base + "/pgs", {"id": args.id})
+        else:
+            reply = call(addr, "DELETE", f"{base}/pgs/{args.id}")
+        return reply, show_status(reply)
+    if args.command == "pgs":
+        host, port = _split_address(args.address)
+        if args.action == "add":
+            reply = call(addr, "POST", base + "/pgservers", {"pg": args.pg, "host": host, "port": port})
+        else:
+            reply = call(addr, "DELETE", f"{base}/pgservers/{host}:{port}")
+        return reply, show_status(reply)
+    if args.command == "gw":
+        host, port = _split_address(args.address)
+        if args.action == "add":
+            admin = args.admin_port or port + 1
+            reply = call(addr, "POST", base + "/gateways", {"host": host, "port": port, "admin_port": admin})
+        else:
+            reply = call(addr, "DELETE", f"{base}/gateways/{host}:{port}")
+        return reply, show_status(reply)
+    if args.command == "map":
+        reply = call(addr, "GET", base + "/map")
+        lines = [f"map version {reply['version']}"]
+        lines += [f"  {a:>4}-{b:<4} -> PG {pg}" for a, b, pg in reply["ranges"]]
+        return reply, "\n".join(lines)
+    reply = call(addr, "GET", base)
+    return reply, show_status(reply)
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    try:
+        while True:
+            reply, text = run(args)
+            if args.json:
+                print(json.dumps(reply, indent=1, sort_keys=True))
+            else:
+                if getattr(args, "watch", False):
+                    print("\033[2J\033[H", end="")
+                print(text)
+            if not getattr(args, "watch", False):
+                return
+            time.sleep(1)
+    except CliError as exc:
+        _die(str(exc))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def _die(message: str) -> NoReturn:
+    print(f"confmaster-cli: error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""The confmaster: leader election, cluster metadata in ZooKeeper, heartbeats, operator API.
+
+Every instance serves the read-only API from ZooKeeper. One instance, elected through
+ZooKeeper, is the leader: only it changes metadata, and each of its writes is a ZooKeeper
+transaction that also checks the version of the leader node it wrote when it won, so a
+deposed leader's late writes fail instead of landing (epoch fencing). Followers answer
+mutations with 421 and the leader's address; confmaster-cli follows that pointer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import trio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from confmaster.cluster import (
+    Change,
+    ClusterError,
+    ClusterState,
+    add_gateway,
+    add_pg,
+    add_pgserver,
+    create_cluster,
+    mark_gateway,
+    mark_pgserver,
+    remove_gateway,
+    remove_pg,
+    remove_pgserver,
+    set_map,
+)
+from confmaster.http import HttpError, Request, Response, serve_http
+from tessera.errors import CoordinationError
+from tessera.layout import (
+    CONFMASTER,
+    ELECTION,
+    LEADER,
+    ROOT,
+    ClusterMeta,
+    GatewayPayload,
+    LeaderPayload,
+    PartitionMapPayload,
+    PgPayload,
+    PgServerPayload,
+    RoutePayload,
+    cluster_path,
+    gateways_path,
+    live_gateways_path,
+    map_path,
+    migrations_path,
+    pgs_path,
+    pgservers_path,
+    route_path,
+)
+from tessera.zk import CheckOp, CreateOp, DeleteOp, NoNodeError, SetOp, ZkClient
+
+log = logging.getLogger("tessera.confmaster")
+
+
+class ConfmasterConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zk: str = "127.0.0.1:2181"
+    zk_chroot: str = ""
+    bind: str = "127.0.0.1"
+    port: int = Field(default=1122, ge=0, le=65535)
+    instance_id: str = ""
+    heartbeat_interval_ms: int = Field(default=500, ge=10)
+    heartbeat_timeout_ms: int = Field(default=2000, ge=50)
+
+
+class Confmaster:
+    def __init__(self, config: ConfmasterConfig) -> None:
+        self.config = config
+        self.zk = ZkClient(config.zk, chroot=config.zk_chroot)
+        self.port = 0
+        self.instance_id = config.instance_id or f"{config.bind}:{config.port}/{os.getpid()}"
+        self.is_leader = False
+        self.epoch = 0
+        self.leader_version = -1
+        self.leader_api = ""
+        self._lock = trio.Lock()
+        self._last_ok: dict[str, float] = {}
+        self._last_written: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.zk.start()
+        try:
+            for path in (ROOT, f"{ROOT}/clusters", CONFMASTER, ELECTION):
+                await self.zk.ensure_path(path)
+            async with trio.open_nursery() as nursery:
+                self.port = await nursery.start(
+                    serve_http, self.handle, self.config.bind, self.config.port
+                )
+                nursery.start_soon(self._campaign)
+                nursery.start_soon(self._follow_leader)
+                task_status.started(self.port)
+                log.info("confmaster %s serving the API on %s:%d", self.instance_id, self.config.bind, self.port)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.zk.stop()
+
+    @property
+    def api_address(self) -> str:
+        return f"{self.config.bind}:{self.port}"
+
+    async def _campaign(self) -> None:
+        """Win the election, then lead until the ZooKeeper session or the node is lost."""
+        while True:
+            ident = json.dumps({"id": self.instance_id, "api": self.api_address})
+            leadership = await self.zk.campaign(ELECTION, ident)
+            await leadership.won()
+            self.epoch = leadership.epoch
+            payload = LeaderPayload(
+                id=self.instance_id, api=self.api_address, epoch=self.epoch, since_ms=_now_ms()
+            )
+            if await self.zk.exists(LEADER) is None:
+                await self.zk.create(LEADER, payload.to_json(), makepath=True)
+            stat = await self.zk.set(LEADER, payload.to_json())
+            self.leader_version = stat.version
+            self.leader_api = self.api_address
+            self.is_leader = True
+            log.info("confmaster %s is the leader (epoch %d)", self.instance_id, self.epoch)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeats)
+                    await leadership.lost.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.is_leader = False
+                log.warning("confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch)
+
+    async def _follow_leader(self) -> None:
+        """Keep `leader_api` current so followers can point clients at the leader."""
+        channel = self.zk.watch_data(LEADER)
+        async for data, _stat in channel:
+            if data:
+                try:
+                    self.leader_api = LeaderPayload.from_json(data).api
+                except ValidationError:
+                    continue
+
+    # ------------------------------------------------------------------ ZooKeeper state
+
+    async def clusters(self) -> list[str]:
+        try:
+            return sorted(await self.zk.children(f"{ROOT}/clusters"))
+        except NoNodeError:
+            return []
+
+    async def read_state(self, name: str) -> ClusterState:
+        try:
+            meta = ClusterMeta.from_json((await self.zk.get(cluster_path(name)))[0])
+        except NoNodeError:
+            raise HttpError(404, f"unknown cluster {name!r}") from None
+        mapping = PartitionMapPayload.from_json((await self.zk.get(map_path(name)))[0])
+        state = ClusterState(meta, mapping)
+        try:
+            state.route = RoutePayload.from_json((await self.zk.get(route_path(name)))[0])
+        except NoNodeError:
+            state.route = None
+        for child in await self.zk.children(pgs_path(name)):
+            state.pgs[int(child)] = PgPayload.from_json((await self.zk.get(f"{pgs_path(name)}/{child}"))[0])
+        for child in await self.zk.children(pgservers_path(name)):
+            data = (await self.zk.get(f"{pgservers_path(name)}/{child}"))[0]
+            state.pgservers[child] = PgServerPayload.from_json(data)
+        for child in await self.zk.children(gateways_path(name)):
+            data = (await self.zk.get(f"{gateways_path(name)}/{child}"))[0]
+            state.gateways[child] = GatewayPayload.from_json(data)
+        return state
+
+    async def write(self, changes: list[Change]) -> None:
+        """Apply node writes atomically, fenced by this leader's epoch."""
+        if not changes:
+            return
+        if not self.is_leader:
+            raise HttpError(421, "not the leader")
+        ops: list[Any] = [CheckOp(LEADER, self.leader_version)]
+        for path, payload in changes:
+            exists = await self.zk.exists(path) is not None
+            if payload is None:
+                if exists:
+                    ops.append(DeleteOp(path))
+            elif exists:
+                ops.append(SetOp(path, payload.to_json()))
+            else:
+                ops.append(CreateOp(path, payload.to_json()))
+        await self.zk.transaction(ops)
+
+    # ------------------------------------------------------------------ heartbeats
+
+    async def _heartbeats(self) -> None:
+        interval = self.config.heartbeat_interval_ms / 1000
+        while True:
+            started = trio.current_time()
+            for name in await self.clusters():
+                try:
+                    await self._beat_cluster(name)
+                except (CoordinationError, HttpError) as exc:
+                    log.warning("heartbeat round for %s failed: %s", name, exc)
+            await trio.sleep_until(started + interval)
+
+    async def _beat_cluster(self, name: str) -> None:
+        state = await self.read_state(name)
+        timeout = self.config.heartbeat_timeout_ms / 1000
+        now = time.monotonic()
+        try:
+            live = set(await self.zk.children(live_gateways_path(name)))
+        except NoNodeError:
+            live = set()
+        results: dict[str, tuple[bool, int | None]] = {}
+
+        async def probe(key: str, host: str, port: int, info: bool) -> None:
+            results[key] = await _ping(host, port, timeout / 2, info)
+
+        async with trio.open_nursery() as nursery:
+            for pgs_id, server in state.pgservers.items():
+                nursery.start_soon(probe, "pgs/" + pgs_id, server.host, server.port, True)
+            for gw_id, gateway in state.gateways.items():
+                nursery.start_soon(probe, "gw/" + gw_id, gateway.host, gateway.port, False)
+        changes: list[Change] = []
+        for key, (ok, lsn) in results.items():
+            kind, ident = key.split("/", 1)
+            if kind == "gw" and ident in live:
+                ok = True
+            if ok:
+                self._last_ok[key] = now
+            alive = now - self._last_ok.setdefault(key, now) < timeout
+            current = state.pgservers[ident].state if kind == "pgs" else state.gateways[ident].state
+            refresh = now - self._last_written.get(key, 0) > 10
+            if (alive and (current != "up" or refresh)) or (not alive and current != "down"):
+                self._last_written[key] = now
+                if kind == "pgs":
+                    changes += mark_pgserver(state, ident, alive, _now_ms(), lsn)
+                else:
+                    changes += mark_gateway(state, ident, alive, _now_ms())
+                if current != ("up" if alive else "down"):
+                    log.info("%s %s is %s", "pgserver" if kind == "pgs" else "gateway", ident, "up" if alive else "down")
+        async with self._lock:
+            await self.write(changes)
+
+    # ------------------------------------------------------------------ API
+
+    async def handle(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        method = request.method
+        if parts == [] and method == "GET":
+            return Response(200, await self._overview())
+        if parts == ["clusters"] and method == "GET":
+            return Response(200, {"clusters": await self.clusters()})
+        if len(parts) >= 2 and parts[0] == "clusters" and method == "GET":
+            state = await self.read_state(parts[1])
+            if len(parts) == 2:
+                return Response(200, await self._status(state))
+            if parts[2:] == ["map"]:
+                return Response(200, state.map.model_dump(by_alias=True))
+        if method in ("POST", "PUT", "DELETE"):
+            if not self.is_leader:
+                return Response(
+                    421, {"error": "this confmaster is not the leader", "leader": self.leader_api}
+                )
+            async with self._lock:
+                try:
+                    return await self._mutate(method, parts, request.body or {})
+                except ClusterError as exc:
+                    return Response(409, {"error": str(exc)})
+                except (KeyError, TypeError, ValueError) as exc:
+                    return Response(400, {"error": f"bad request: {exc}"})
+        raise HttpError(404 if method == "GET" else 405, f"no such endpoint: {method} {request.path}")
+
+    async def _mutate(self, method: str, parts: list[str], body: dict[str, Any]) -> Response:
+        if parts == ["clusters"] and method == "POST":
+            name = str(body["name"])
+            if await self.zk.exists(cluster_path(name)) is not None:
+                raise ClusterError(f"cluster {name!r} already exists")
+            changes = create_cluster(name, int(body.get("pgs", 2)), _now_ms())
+            for path in (pgs_path(name), pgservers_path(name), gateways_path(name),
+                         live_gateways_path(name), migrations_path(name)):
+                changes.append((path, None))
+            await self._create_cluster(name, changes)
+            if body.get("ranges"):
+                state = await self.read_state(name)
+                await self.write(set_map(state, [tuple(r) for r in body["ranges"]]))  # type: ignore[misc]
+            return Response(201, await self._status(await self.read_state(name)))
+        if len(parts) < 3 or parts[0] != "clusters":
+            raise HttpError(404, "no such endpoint")
+        state = await self.read_state(parts[1])
+        what = parts[2]
+        changes: list[Change]
+        if what == "pgs" and method == "POST" and len(parts) == 3:
+            changes = add_pg(state, int(body["id"]) if body.get("id") is not None else None)
+        elif what == "pgs" and method == "DELETE" and len(parts) == 4:
+            changes = remove_pg(state, int(parts[3]))
+        elif what == "pgservers" and method == "POST" and len(parts) == 3:
+            changes = add_pgserver(state, int(body["pg"]), str(body["host"]), int(body["port"]))
+        elif what == "pgservers" and method == "DELETE" and len(parts) == 4:
+            changes = remove_pgserver(state, parts[3])
+        elif what == "gateways" and method == "POST" and len(parts) == 3:
+            changes = add_gateway(
+                state, str(body["host"]), int(body["port"]), int(body.get("admin_port", int(body["port"]) + 1))
+            )
+        elif what == "gateways" and method == "DELETE" and len(parts) == 4:
+            changes = remove_gateway(state, parts[3])
+        elif what == "map" and method == "PUT" and len(parts) == 3:
+            changes = set_map(state, [(int(a), int(b), int(pg)) for a, b, pg in body["ranges"]])
+        else:
+            raise HttpError(404, f"no such endpoint: {method} /{'/'.join(parts)}")
+        await self.write(changes)
+        return Response(200, await self._status(await self.read_state(parts[1])))
+
+    async def _create_cluster(self, name: str, changes: list[Change]) -> None:
+        ops: list[Any] = [CheckOp(LEADER, self.leader_version)]
+        for path, payload in changes:
+            ops.append(CreateOp(path, payload.to_json() if payload is not None else b""))
+        # parents before children: the cluster node first, then its folders and nodes
+        ops.sort(key=lambda op: (not isinstance(op, CheckOp), getattr(op, "path", "").count("/")))
+        await self.zk.transaction(ops)
+
+    async def _overview(self) -> dict[str, Any]:
+        return {
+            "self": {"id": self.instance_id, "api": self.api_address},
+            "is_leader": self.is_leader,
+            "leader": self.leader_api,
+            "epoch": self.epoch if self.is_leader else None,
+            "clusters": await self.clusters(),
+        }
+
+    async def _status(self, state: ClusterState) -> dict[str, Any]:
+        name = state.meta.name
+        try:
+            live = sorted(await self.zk.children(live_gateways_path(name)))
+        except NoNodeError:
+            live = []
+        return {
+            "cluster": state.meta.model_dump(by_alias=True),
+            "map": state.map.model_dump(by_alias=True),
+            "route": state.route.model_dump(by_alias=True) if state.route else None,
+            "pgs": [state.pgs[pg].model_dump(by_alias=True) for pg in sorted(state.pgs)],
+            "pgservers": [s.model_dump(by_alias=True) for _, s in sorted(state.pgservers.items())],
+            "gateways": [g.model_dump(by_alias=True) for _, g in sorted(state.gateways.items())],
+            "live_gateways": live,
+            "leader": self.leader_api,
+        }
+
+
+async def _ping(host: str, port: int, timeout_s: float, info: bool) -> tuple[bool, int | None]:
+    """(answered, log end LSN if asked and known) for one RESP server."""
+    with trio.move_on_after(timeout_s):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError:
+            return False, None
+        async with stream:
+            request = b"INFO persistence\r\n" if info else b"PING\r\n"
+            await stream.send_all(request)
+            data = b""
+            while True:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return False, None
+                data += chunk
+                if not info and data.endswith(b"\r\n"):
+                    return data.startswith((b"+PONG", b"-NOAUTH")), None
+                if info and data.startswith(b"$") and data.count(b"\r\n") >= 2:
+                    header, _, rest = data.partition(b"\r\n")
+                    if len(rest) >= int(header[1:]) + 2:
+                        lsn = None
+                        for line in rest.split(b"\r\n"):
+                            if line.startswith(b"log_end_lsn:"):
+                                lsn = int(line.split(b":", 1)[1])
+                        return True, lsn
+                if info and data.startswith(b"-"):
+                    return data.startswith(b"-NOAUTH"), None
+    return False, None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,98 @@
+"""The gateway's dynamic map source: follow the cluster's route node in ZooKeeper.
+
+The confmaster leader rewrites /tessera/clusters/<name>/route whenever the partition map or
+a PG master changes; the gateway applies each newer version (never an older one) and keeps
+an ephemeral registration under gateways_live so the confmaster sees it is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from pydantic import ValidationError
+
+from gateway.routing import PartitionMap
+from tessera.errors import CoordinationError
+from tessera.layout import RoutePayload, live_gateways_path, route_path
+from tessera.zk import NodeExistsError, ZkClient
+
+if TYPE_CHECKING:
+    from gateway.server import GatewayServer
+
+log = logging.getLogger("tessera.gateway.zk")
+
+
+def route_to_map(route: RoutePayload) -> PartitionMap:
+    return PartitionMap.from_assignments(
+        [(f"{first}-{last}", address) for first, last, address in route.ranges],
+        version=route.version,
+    )
+
+
+class ZkMapSource:
+    def __init__(self, zk_hosts: str, chroot: str, cluster: str) -> None:
+        self.zk = ZkClient(zk_hosts, chroot=chroot)
+        self.cluster = cluster
+        self._routes: trio.MemoryReceiveChannel[tuple[bytes | None, object]] | None = None
+
+    async def first_map(self, wait_s: float = 60.0) -> PartitionMap:
+        """Connect and wait until the cluster has a complete route (every PG has a master)."""
+        await self.zk.start()
+        self._routes = self.zk.watch_data(route_path(self.cluster))
+        with trio.move_on_after(wait_s):
+            async for data, _stat in self._routes:
+                partition_map = _decode(data)
+                if partition_map is not None:
+                    return partition_map
+                log.info("waiting for cluster %r to get a complete route", self.cluster)
+        raise CoordinationError(
+            f"cluster {self.cluster!r} has no complete route in ZooKeeper after {wait_s:.0f}s "
+            "(is the cluster created and does every PG have a master?)"
+        )
+
+    async def follow(
+        self, gateway: GatewayServer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Apply newer route versions as they appear; keep the live registration."""
+        assert self._routes is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._register, gateway)
+            task_status.started()
+            async for data, _stat in self._routes:
+                partition_map = _decode(data)
+                if partition_map is not None and gateway.set_map(partition_map):
+                    log.info("applied route version %d from ZooKeeper", partition_map.version)
+
+    async def _register(self, gateway: GatewayServer) -> None:
+        """An ephemeral node per gateway; re-created after a lost session."""
+        ident = f"{gateway.config.bind}:{gateway.port}"
+        path = f"{live_gateways_path(self.cluster)}/{ident}"
+        payload = json.dumps({"admin_port": gateway.admin_port, "pid_port": gateway.port}).encode()
+        states = self.zk.states()
+        while True:
+            try:
+                await self.zk.create(path, payload, ephemeral=True, makepath=True)
+            except NodeExistsError:
+                pass
+            except CoordinationError as exc:
+                log.warning("cannot register in ZooKeeper: %s", exc)
+            async for state in states:
+                if state == "LOST" or state == "CONNECTED":
+                    break
+
+    async def close(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self.zk.stop()
+
+
+def _decode(data: bytes | None) -> PartitionMap | None:
+    if not data:
+        return None
+    try:
+        return route_to_map(RoutePayload.from_json(data))
+    except (ValidationError, ValueError) as exc:
+        log.error("ignoring an unreadable route node: %s", exc)
+        return None

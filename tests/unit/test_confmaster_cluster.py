@@ -1,0 +1,113 @@
+"""Cluster metadata rules of the confmaster, without ZooKeeper."""
+
+from __future__ import annotations
+
+import pytest
+
+from confmaster.cluster import (
+    ClusterError,
+    ClusterState,
+    add_gateway,
+    add_pg,
+    add_pgserver,
+    create_cluster,
+    even_split,
+    owners,
+    reassign,
+    remove_pg,
+    remove_pgserver,
+    set_map,
+)
+from tessera.layout import ClusterMeta, PartitionMapPayload, PgPayload, RoutePayload
+
+
+def new_cluster(pgs: int = 2) -> ClusterState:
+    changes = create_cluster("default", pgs, now_ms=1)
+    meta = changes[0][1]
+    mapping = changes[1][1]
+    assert isinstance(meta, ClusterMeta)
+    assert isinstance(mapping, PartitionMapPayload)
+    state = ClusterState(meta, mapping)
+    return state.apply(changes[2:])
+
+
+def test_even_split_covers_everything_once() -> None:
+    for count in (1, 2, 3, 7, 8192):
+        ranges = even_split(list(range(count)))
+        owner = owners(ranges)
+        sizes = [last - first + 1 for first, last, _pg in ranges]
+        assert max(sizes) - min(sizes) <= 1
+        assert set(owner) == set(range(count))
+    assert even_split([0, 1]) == [(0, 4095, 0), (4096, 8191, 1)]
+
+
+def test_owners_rejects_gaps_and_overlaps() -> None:
+    with pytest.raises(ClusterError, match="not assigned"):
+        owners([(0, 100, 0)])
+    with pytest.raises(ClusterError, match="both PG 0 and PG 1"):
+        owners([(0, 4096, 0), (4096, 8191, 1)])
+    with pytest.raises(ClusterError, match="not within"):
+        owners([(0, 8192, 0)])
+
+
+def test_route_appears_once_every_pg_has_a_master() -> None:
+    state = new_cluster()
+    first = add_pgserver(state, 0, "127.0.0.1", 7000)
+    state = state.apply(first)
+    assert state.pgs[0].master == "127.0.0.1:7000"
+    assert state.pgs[0].epoch == 1
+    assert state.route is None  # PG 1 has no master yet
+    state = state.apply(add_pgserver(state, 1, "127.0.0.1", 7001))
+    assert isinstance(state.route, RoutePayload)
+    assert state.route.ranges == [(0, 4095, "127.0.0.1:7000"), (4096, 8191, "127.0.0.1:7001")]
+    assert state.route.version == 1
+    state = state.apply(add_pgserver(state, 1, "127.0.0.1", 7002))
+    assert state.pgs[1].members == ["127.0.0.1:7001", "127.0.0.1:7002"]
+    assert state.pgs[1].quorum == 1
+    assert state.pgservers["127.0.0.1:7002"].role == "slave"
+    assert state.route.version == 1  # a slave does not change routing
+
+
+def test_map_changes_bump_versions_and_route() -> None:
+    state = new_cluster()
+    state = state.apply(add_pgserver(state, 0, "h", 1))
+    state = state.apply(add_pgserver(state, 1, "h", 2))
+    assert state.route is not None
+    state = state.apply(set_map(state, reassign(state.map.ranges, [(0, 2047, 1)])))
+    assert state.map.version == 2
+    assert state.map.ranges == [(0, 2047, 1), (2048, 4095, 0), (4096, 8191, 1)]
+    assert state.route.version == 2
+    assert state.route.ranges[0] == (0, 2047, "h:2")
+
+
+def test_removals_are_guarded() -> None:
+    state = new_cluster()
+    state = state.apply(add_pg(state))
+    assert set(state.pgs) == {0, 1, 2}
+    with pytest.raises(ClusterError, match="still owns partitions"):
+        remove_pg(state, 0)
+    state = state.apply(remove_pg(state, 2))
+    assert set(state.pgs) == {0, 1}
+    state = state.apply(add_pgserver(state, 0, "h", 1))
+    state = state.apply(add_pgserver(state, 0, "h", 2))
+    with pytest.raises(ClusterError, match="is the master"):
+        remove_pgserver(state, "h:1")
+    state = state.apply(remove_pgserver(state, "h:2"))
+    assert state.pgs[0].members == ["h:1"]
+    with pytest.raises(ClusterError, match="already registered"):
+        add_pgserver(state, 1, "h", 1)
+    with pytest.raises(ClusterError, match="does not exist"):
+        add_pgserver(state, 9, "h", 3)
+
+
+def test_gateways_and_bad_names() -> None:
+    state = new_cluster()
+    state = state.apply(add_gateway(state, "127.0.0.1", 6000, 6001))
+    assert state.gateways["127.0.0.1:6000"].admin_port == 6001
+    with pytest.raises(ClusterError):
+        add_gateway(state, "127.0.0.1", 6000, 6001)
+    with pytest.raises(ClusterError, match="bad cluster name"):
+        create_cluster("a/b", 2, 0)
+    with pytest.raises(ClusterError):
+        create_cluster("x", 0, 0)
+    assert PgPayload(id=1).to_json() == b'{"epoch":0,"id":1,"master":null,"members":[],"min_copies":1,"quorum":0,"schema":1}'
