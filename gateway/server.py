@@ -67,17 +67,22 @@ _TOO_MANY_HELD = encode_error("TRYAGAIN partition is being moved; too many reque
 
 
 class Slot:
-    """One reply in a client's ordered queue; `data` is set when the reply is known."""
+    """One reply in a client's ordered queue; `data` is set when the reply is known.
 
-    __slots__ = ("client", "data")
+    A slot waiting for a backend sits in that connection's FIFO itself (`pns`: the
+    partitions it touches, for the in-flight counts BLOCK waits on).
+    """
+
+    __slots__ = ("client", "data", "pns")
 
     def __init__(self, client: Client, data: bytes | None = None) -> None:
         self.client = client
         self.data = data
+        self.pns: tuple[int, ...] = ()
 
 
 class Waiter:
-    """What a backend connection owes a reply to: a client slot, or a part of a merge."""
+    """A backend reply owed to a callback (part of a merge, a SCAN step, a handshake)."""
 
     __slots__ = ("done", "pns")
 
@@ -129,7 +134,7 @@ class BackendConn:
         "buf",
         "connected",
         "fd",
-        "last_reply",
+        "last_reply",  # last progress: a reply, or a request sent while none was pending
         "out",
         "resp3",
         "sock",
@@ -143,7 +148,7 @@ class BackendConn:
         self.fd = sock.fileno()
         self.connected = False
         self.out: list[bytes] = []
-        self.waiting: deque[Waiter] = deque()
+        self.waiting: deque[Slot | Waiter] = deque()
         self.buf = b""
         self.last_reply = time.monotonic()
 
@@ -334,6 +339,13 @@ class GatewayServer:
         except RequestProtocolError as exc:
             commands, broken = exc.commands, exc
         self.stats["commands_processed"] += len(commands)
+        if (
+            client.parser.exact
+            and client.authenticated
+            and not self.blocks.jobs
+            and self._forward_raw(client, commands, data)
+        ):
+            return
         for argv in commands:
             self._dispatch(client, argv)
             if client.closing:
@@ -341,6 +353,43 @@ class GatewayServer:
         if broken is not None:
             self._reply(client, encode_error(broken.reply))
             client.closing = True
+
+    def _forward_raw(self, client: Client, commands: list[list[bytes]], data: bytes) -> bool:
+        """Forward a read as it came when it is only single-key commands for one backend.
+
+        The parser vouched (`exact`) that `data` is exactly these commands, so nothing is
+        re-encoded. Anything else (several backends, blocked partitions, local commands)
+        takes the general path.
+        """
+        single = Kind.SINGLE
+        kinds = KINDS
+        pns = []
+        for argv in commands:
+            if kinds.get(argv[0]) is not single or len(argv) < 2:
+                return False
+            pns.append(partition_of(argv[1]))
+        owner = self.map.owner
+        index = owner[pns[0]]
+        for pn in pns:
+            if owner[pn] != index:
+                return False
+        conn = self._route[client.resp3][index] or self._connect_route(client.resp3, index)
+        if conn is None:
+            return False
+        queue = client.queue
+        waiting = conn.waiting
+        if not waiting:
+            conn.last_reply = time.monotonic()  # the timeout counts from the oldest request
+        inflight = self.inflight
+        for pn in pns:
+            slot = Slot(client)
+            slot.pns = (pn,)
+            queue.append(slot)
+            waiting.append(slot)
+            inflight[pn] += 1
+        conn.out.append(data)
+        self._dirty_backends.add(conn)
+        return True
 
     def _reply(self, client: Client, data: bytes) -> None:
         """Queue a reply that is known right away (after earlier ones, in order)."""
@@ -423,9 +472,8 @@ class GatewayServer:
             if conn is None:
                 self.complete(slot, self._unavailable(self.map.backend_of(pn)))
                 return
-        self._send_to(
-            conn, encode_command(argv), Waiter(lambda data: self.complete(slot, data), (pn,))
-        )
+        slot.pns = (pn,)
+        self._send_to(conn, encode_command(argv), slot)
 
     def _hold(self, job: str, slot: Slot, argv: list[bytes]) -> None:
         if self.blocks.hold(job, (slot, argv), time.monotonic()):
@@ -436,6 +484,9 @@ class GatewayServer:
     def _route_split(self, slot: Slot, argv: list[bytes], name: str) -> None:
         step = 2 if name == "mset" else 1
         args = argv[1:]
+        if len(args) % step:
+            self.complete(slot, _arity_error(argv[0]))  # MSET k1 v1 k2: Redis writes nothing
+            return
         groups: dict[int, list[int]] = {}  # backend index -> positions of keys
         owner = self.map.owner
         blocked = self.blocks.blocked_job
@@ -471,9 +522,8 @@ class GatewayServer:
         if conn is None:
             self.complete(slot, self._unavailable(self.map.backends[index]))
             return
-        self._send_to(
-            conn, encode_command(argv), Waiter(lambda data: self.complete(slot, data), pns)
-        )
+        slot.pns = pns
+        self._send_to(conn, encode_command(argv), slot)
 
     def _route_fanout(self, slot: Slot, argv: list[bytes], name: str) -> None:
         resp3 = slot.client.resp3
@@ -540,7 +590,9 @@ class GatewayServer:
         else:
             self._send_to(conn, encode_command(sub), Waiter(done, ()))
 
-    def _send_to(self, conn: BackendConn, request: bytes, waiter: Waiter) -> None:
+    def _send_to(self, conn: BackendConn, request: bytes, waiter: Slot | Waiter) -> None:
+        if not conn.waiting:
+            conn.last_reply = time.monotonic()  # the timeout counts from the oldest request
         conn.out.append(request)
         conn.waiting.append(waiter)
         inflight = self.inflight
@@ -647,7 +699,10 @@ class GatewayServer:
                 waiter = waiting.popleft()
                 for pn in waiter.pns:
                     inflight[pn] -= 1
-                waiter.done(buf[pos:end])
+                if type(waiter) is Slot:
+                    self.complete(waiter, buf[pos:end])
+                else:
+                    waiter.done(buf[pos:end])  # type: ignore[union-attr]
                 pos = end
         except (ValueError, RequestProtocolError) as exc:
             log.error(
@@ -679,7 +734,10 @@ class GatewayServer:
         for waiter in waiting:
             for pn in waiter.pns:
                 self.inflight[pn] -= 1
-            waiter.done(error)
+            if isinstance(waiter, Slot):
+                self.complete(waiter, error)
+            else:
+                waiter.done(error)
 
     # ------------------------------------------------------------------ output
 

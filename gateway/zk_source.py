@@ -54,7 +54,10 @@ class ZkMapSource:
         )
 
     async def follow(
-        self, gateway: GatewayServer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        gateway: GatewayServer,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Apply newer route versions as they appear; keep the live registration."""
         assert self._routes is not None
