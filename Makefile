@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := redis-server redis-tools
+APT_PACKAGES := redis-server redis-tools zookeeper
 
 .PHONY: up test lint typecheck unit deps system-deps bench clean
 
 up: deps
-	$(PY) -m pgserver --port 7000 --data-dir data/pgserver-7000 --banner
+	$(VENV)/bin/tessera up
 
 test: deps lint typecheck
 	$(PY) -m pytest -x -q
@@ -41,6 +41,7 @@ system-deps:
 
 bench: deps
 	bench/pgserver.sh
+	.venv/bin/python -m bench.checkpoint
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
