@@ -43,6 +43,7 @@ class AdminServer:
     async def _handle(self, stream: trio.SocketStream) -> None:
         parser = RequestParser()
         authenticated = self.gateway.config.admin_secret is None
+        resp3 = False
         async with stream:
             while True:
                 try:
@@ -58,7 +59,20 @@ class AdminServer:
                     commands, broken = exc.commands, exc
                 for argv in commands:
                     name = argv[0].lower()
-                    if name == b"auth":
+                    if name == b"hello":
+                        # Enough of HELLO for redis-py and redis-cli to connect.
+                        resp3 = len(argv) > 1 and argv[1] == b"3"
+                        reply = encode(
+                            Map(
+                                [
+                                    (b"server", b"tessera-gateway-admin"),
+                                    (b"proto", 3 if resp3 else 2),
+                                    (b"modules", []),
+                                ]
+                            ),
+                            resp3,
+                        )
+                    elif name == b"auth":
                         secret = self.gateway.config.admin_secret
                         ok = (
                             len(argv) == 2
@@ -70,18 +84,19 @@ class AdminServer:
                     elif not authenticated:
                         reply = encode_error("NOAUTH the admin port needs AUTH <secret> first")
                     else:
-                        reply = await self.execute(argv)
+                        reply = await self.execute(argv, resp3)
                     await stream.send_all(reply)
                 if broken is not None:
                     await stream.send_all(encode_error(broken.reply))
                     return
 
-    async def execute(self, argv: list[bytes]) -> bytes:
+    async def execute(self, argv: list[bytes], resp3: bool = False) -> bytes:
         gateway = self.gateway
         name = argv[0].lower()
         try:
             if name == b"ping":
                 return b"+PONG\r\n"
+
             if name == b"map":
                 return encode(
                     Map(
@@ -96,10 +111,11 @@ class AdminServer:
                             ),
                             (b"blocked", [line.encode() for line in gateway.blocks.describe()]),
                         ]
-                    )
+                    ),
+                    resp3,
                 )
             if name == b"stats":
-                return encode(Map([(k.encode(), v) for k, v in gateway.stats.items()]))
+                return encode(Map([(k.encode(), v) for k, v in gateway.stats.items()]), resp3)
             if name == b"block" and len(argv) == 3:
                 job = argv[1].decode()
                 ranges = tuple(parse_ranges(argv[2].decode()))
@@ -109,6 +125,8 @@ class AdminServer:
                     event = gateway.drain_event(job)
                     if event is not None:
                         await event.wait()
+                    if job not in gateway.blocks.jobs:
+                        return encode_error(f"ERR job {job} was unblocked before it drained")
                     return b"+OK\r\n"
                 return _admin_reply(replies[-1])
             if name == b"redirect" and len(argv) == 5:

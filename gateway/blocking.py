@@ -183,9 +183,10 @@ class BlockState(Generic[T]):
             if event.current_version >= event.version:
                 return [AdminReply(event.job)]  # already redirected: idempotent
             return [AdminReply(event.job, f"ERR job {event.job} is not blocking anything")]
-        if job.ranges != event.ranges:
+        if job.ranges != event.ranges or not job.drained:
             self.jobs[event.job] = job
-            return [AdminReply(event.job, f"ERR job {event.job} blocks other ranges")]
+            why = "blocks other ranges" if job.ranges != event.ranges else "is still draining"
+            return [AdminReply(event.job, f"ERR job {event.job} {why}")]
         actions: list[Action[T]] = [UpdateMap(event.ranges, event.backend, event.version)]
         return [*actions, *self._end(event.job, job), AdminReply(event.job)]
 

@@ -823,8 +823,13 @@ class GatewayServer:
         for action in actions:
             if isinstance(action, AdminReply):
                 replies.append(action)
+                wait = self._drain_waits.get(action.job)
+                if wait is not None and action.job not in self.blocks.jobs:
+                    del self._drain_waits[action.job]  # ended while draining: wake its BLOCK
+                    wait[1].set()
             elif isinstance(action, WaitDrain):
-                self._drain_waits[action.job] = (action.ranges, trio.Event())
+                if action.job not in self._drain_waits:  # a repeated BLOCK shares the wait
+                    self._drain_waits[action.job] = (action.ranges, trio.Event())
             elif isinstance(action, UpdateMap):
                 self.set_map(
                     self.map.with_ranges(

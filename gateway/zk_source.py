@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from gateway.routing import PartitionMap
 from tessera.errors import CoordinationError
 from tessera.layout import RoutePayload, live_gateways_path, route_path
-from tessera.zk import NodeExistsError, ZkClient
+from tessera.zk import NodeExistsError, ZkClient, ZnodeStat
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -36,14 +36,15 @@ class ZkMapSource:
     def __init__(self, zk_hosts: str, chroot: str, cluster: str) -> None:
         self.zk = ZkClient(zk_hosts, chroot=chroot)
         self.cluster = cluster
-        self._routes: trio.MemoryReceiveChannel[tuple[bytes | None, object]] | None = None
+        self._routes: trio.MemoryReceiveChannel[tuple[bytes | None, ZnodeStat | None]] | None = None
 
     async def first_map(self, wait_s: float = 60.0) -> PartitionMap:
         """Connect and wait until the cluster has a complete route (every PG has a master)."""
         await self.zk.start()
         self._routes = self.zk.watch_data(route_path(self.cluster))
+        routes = self._routes
         with trio.move_on_after(wait_s):
-            async for data, _stat in self._routes:
+            async for data, _stat in routes:
                 partition_map = _decode(data)
                 if partition_map is not None:
                     return partition_map
