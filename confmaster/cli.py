@@ -22,7 +22,9 @@ def call(address: str, method: str, path: str, body: Any = None, follow: int = 3
     """One API call; follows a follower's pointer to the leader for mutations."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"http://{address}{path}", data=data, method=method,
+        f"http://{address}{path}",
+        data=data,
+        method=method,
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -33,7 +35,12 @@ def call(address: str, method: str, path: str, body: Any = None, follow: int = 3
             payload = json.loads(exc.read() or b"{}")
         except json.JSONDecodeError:
             payload = {}
-        if exc.code == 421 and payload.get("leader") and follow > 0 and payload["leader"] != address:
+        if (
+            exc.code == 421
+            and payload.get("leader")
+            and follow > 0
+            and payload["leader"] != address
+        ):
             return call(payload["leader"], method, path, body, follow - 1)
         raise CliError(payload.get("error") or f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
@@ -52,16 +59,20 @@ def parse_ranges(specs: list[str]) -> list[list[int]]:
                 raise ValueError
             out.append([int(first), int(last) if dash else int(first), int(pg)])
         except ValueError:
-            raise CliError(f"bad --range {spec!r} (expected FIRST-LAST:PG, e.g. 0-4095:1)") from None
+            raise CliError(
+                f"bad --range {spec!r} (expected FIRST-LAST:PG, e.g. 0-4095:1)"
+            ) from None
     return out
 
 
 def show_status(status: dict[str, Any]) -> str:
     lines = []
     meta = status["cluster"]
-    lines.append(f"cluster {meta['name']}   map v{status['map']['version']}   "
-                 f"route v{status['route']['version'] if status['route'] else '-'}   "
-                 f"leader {status.get('leader') or '?'}")
+    lines.append(
+        f"cluster {meta['name']}   map v{status['map']['version']}   "
+        f"route v{status['route']['version'] if status['route'] else '-'}   "
+        f"leader {status.get('leader') or '?'}"
+    )
     lines.append("")
     lines.append(f"{'PG':>4}  {'partitions':<24} {'epoch':>5}  {'master':<22} members")
     ranges: dict[int, list[str]] = {}
@@ -75,19 +86,23 @@ def show_status(status: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"{'pgserver':<22} {'PG':>4} {'role':<7} {'state':<6} {'log LSN':>12}")
     for s in status["pgservers"]:
-        lines.append(f"{s['id']:<22} {s['pg']:>4} {s['role']:<7} {s['state']:<6} {s['last_lsn']:>12}")
+        lines.append(
+            f"{s['id']:<22} {s['pg']:>4} {s['role']:<7} {s['state']:<6} {s['last_lsn']:>12}"
+        )
     lines.append("")
     lines.append(f"{'gateway':<22} {'admin':>6} {'state':<6} live")
     live = set(status.get("live_gateways", []))
     for g in status["gateways"]:
-        lines.append(f"{g['id']:<22} {g['admin_port']:>6} {g['state']:<6} {'yes' if g['id'] in live else 'no'}")
+        is_live = "yes" if g["id"] in live else "no"
+        lines.append(f"{g['id']:<22} {g['admin_port']:>6} {g['state']:<6} {is_live}")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="confmaster-cli", description=__doc__)
     parser.add_argument(
-        "--confmaster", default=os.environ.get("TESSERA_CONFMASTER", DEFAULT),
+        "--confmaster",
+        default=os.environ.get("TESSERA_CONFMASTER", DEFAULT),
         help="confmaster API HOST:PORT (default $TESSERA_CONFMASTER or 127.0.0.1:1122)",
     )
     parser.add_argument("--json", action="store_true", help="print the raw JSON reply")
@@ -163,7 +178,9 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
     if args.command == "pgs":
         host, port = _split_address(args.address)
         if args.action == "add":
-            reply = call(addr, "POST", base + "/pgservers", {"pg": args.pg, "host": host, "port": port})
+            reply = call(
+                addr, "POST", base + "/pgservers", {"pg": args.pg, "host": host, "port": port}
+            )
         else:
             reply = call(addr, "DELETE", f"{base}/pgservers/{host}:{port}")
         return reply, show_status(reply)
@@ -171,7 +188,9 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
         host, port = _split_address(args.address)
         if args.action == "add":
             admin = args.admin_port or port + 1
-            reply = call(addr, "POST", base + "/gateways", {"host": host, "port": port, "admin_port": admin})
+            reply = call(
+                addr, "POST", base + "/gateways", {"host": host, "port": port, "admin_port": admin}
+            )
         else:
             reply = call(addr, "DELETE", f"{base}/gateways/{host}:{port}")
         return reply, show_status(reply)

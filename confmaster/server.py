@@ -56,7 +56,7 @@ from tessera.layout import (
     pgservers_path,
     route_path,
 )
-from tessera.zk import CheckOp, CreateOp, DeleteOp, NoNodeError, SetOp, ZkClient
+from tessera.zk import CheckOp, CreateOp, DeleteOp, Leadership, NoNodeError, SetOp, ZkClient
 
 log = logging.getLogger("tessera.confmaster")
 
@@ -71,17 +71,20 @@ class ConfmasterConfig(BaseModel):
     instance_id: str = ""
     heartbeat_interval_ms: int = Field(default=500, ge=10)
     heartbeat_timeout_ms: int = Field(default=2000, ge=50)
+    zk_session_timeout_ms: int = Field(default=4000, ge=1000)  # bounds leader takeover time
 
 
 class Confmaster:
     def __init__(self, config: ConfmasterConfig) -> None:
         self.config = config
-        self.zk = ZkClient(config.zk, chroot=config.zk_chroot)
+        self.zk = ZkClient(
+            config.zk, chroot=config.zk_chroot, timeout_s=config.zk_session_timeout_ms / 1000
+        )
         self.port = 0
         self.instance_id = config.instance_id or f"{config.bind}:{config.port}/{os.getpid()}"
         self.is_leader = False
         self.epoch = 0
-        self.leader_version = -1
+        self.leadership: Leadership | None = None
         self.leader_api = ""
         self._lock = trio.Lock()
         self._last_ok: dict[str, float] = {}
@@ -101,7 +104,12 @@ class Confmaster:
                 nursery.start_soon(self._campaign)
                 nursery.start_soon(self._follow_leader)
                 task_status.started(self.port)
-                log.info("confmaster %s serving the API on %s:%d", self.instance_id, self.config.bind, self.port)
+                log.info(
+                    "confmaster %s serving the API on %s:%d",
+                    self.instance_id,
+                    self.config.bind,
+                    self.port,
+                )
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self.zk.stop()
@@ -114,16 +122,31 @@ class Confmaster:
         """Win the election, then lead until the ZooKeeper session or the node is lost."""
         while True:
             ident = json.dumps({"id": self.instance_id, "api": self.api_address})
-            leadership = await self.zk.campaign(ELECTION, ident)
-            await leadership.won()
+            try:
+                leadership = await self.zk.campaign(ELECTION, ident)
+                await leadership.won()
+            except CoordinationError as exc:  # includes LeadershipLostError
+                log.warning("election attempt failed (%s); standing again", exc)
+                await trio.sleep(0.5)
+                continue
+            self.leadership = leadership
             self.epoch = leadership.epoch
             payload = LeaderPayload(
                 id=self.instance_id, api=self.api_address, epoch=self.epoch, since_ms=_now_ms()
             )
-            if await self.zk.exists(LEADER) is None:
-                await self.zk.create(LEADER, payload.to_json(), makepath=True)
-            stat = await self.zk.set(LEADER, payload.to_json())
-            self.leader_version = stat.version
+            try:
+                if await self.zk.exists(LEADER) is None:
+                    await self.zk.transaction(
+                        [leadership.fence(), CreateOp(LEADER, payload.to_json())]
+                    )
+                else:
+                    await self.zk.transaction(
+                        [leadership.fence(), SetOp(LEADER, payload.to_json())]
+                    )
+            except CoordinationError as exc:
+                log.warning("could not record the leadership (%s); standing again", exc)
+                await leadership.resign()
+                continue
             self.leader_api = self.api_address
             self.is_leader = True
             log.info("confmaster %s is the leader (epoch %d)", self.instance_id, self.epoch)
@@ -134,7 +157,9 @@ class Confmaster:
                     nursery.cancel_scope.cancel()
             finally:
                 self.is_leader = False
-                log.warning("confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch)
+                log.warning(
+                    "confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch
+                )
 
     async def _follow_leader(self) -> None:
         """Keep `leader_api` current so followers can point clients at the leader."""
@@ -166,7 +191,9 @@ class Confmaster:
         except NoNodeError:
             state.route = None
         for child in await self.zk.children(pgs_path(name)):
-            state.pgs[int(child)] = PgPayload.from_json((await self.zk.get(f"{pgs_path(name)}/{child}"))[0])
+            state.pgs[int(child)] = PgPayload.from_json(
+                (await self.zk.get(f"{pgs_path(name)}/{child}"))[0]
+            )
         for child in await self.zk.children(pgservers_path(name)):
             data = (await self.zk.get(f"{pgservers_path(name)}/{child}"))[0]
             state.pgservers[child] = PgServerPayload.from_json(data)
@@ -179,9 +206,9 @@ class Confmaster:
         """Apply node writes atomically, fenced by this leader's epoch."""
         if not changes:
             return
-        if not self.is_leader:
+        if not self.is_leader or self.leadership is None:
             raise HttpError(421, "not the leader")
-        ops: list[Any] = [CheckOp(LEADER, self.leader_version)]
+        ops: list[Any] = [self.leadership.fence()]
         for path, payload in changes:
             exists = await self.zk.exists(path) is not None
             if payload is None:
@@ -241,7 +268,12 @@ class Confmaster:
                 else:
                     changes += mark_gateway(state, ident, alive, _now_ms())
                 if current != ("up" if alive else "down"):
-                    log.info("%s %s is %s", "pgserver" if kind == "pgs" else "gateway", ident, "up" if alive else "down")
+                    log.info(
+                        "%s %s is %s",
+                        "pgserver" if kind == "pgs" else "gateway",
+                        ident,
+                        "up" if alive else "down",
+                    )
         async with self._lock:
             await self.write(changes)
 
@@ -272,21 +304,29 @@ class Confmaster:
                     return Response(409, {"error": str(exc)})
                 except (KeyError, TypeError, ValueError) as exc:
                     return Response(400, {"error": f"bad request: {exc}"})
-        raise HttpError(404 if method == "GET" else 405, f"no such endpoint: {method} {request.path}")
+        raise HttpError(
+            404 if method == "GET" else 405, f"no such endpoint: {method} {request.path}"
+        )
 
     async def _mutate(self, method: str, parts: list[str], body: dict[str, Any]) -> Response:
         if parts == ["clusters"] and method == "POST":
             name = str(body["name"])
             if await self.zk.exists(cluster_path(name)) is not None:
                 raise ClusterError(f"cluster {name!r} already exists")
-            changes = create_cluster(name, int(body.get("pgs", 2)), _now_ms())
-            for path in (pgs_path(name), pgservers_path(name), gateways_path(name),
-                         live_gateways_path(name), migrations_path(name)):
-                changes.append((path, None))
-            await self._create_cluster(name, changes)
+            created = create_cluster(name, int(body.get("pgs", 2)), _now_ms())
+            for path in (
+                pgs_path(name),
+                pgservers_path(name),
+                gateways_path(name),
+                live_gateways_path(name),
+                migrations_path(name),
+            ):
+                created.append((path, None))
+            await self._create_cluster(name, created)
             if body.get("ranges"):
                 state = await self.read_state(name)
-                await self.write(set_map(state, [tuple(r) for r in body["ranges"]]))  # type: ignore[misc]
+                ranges = [(int(a), int(b), int(pg)) for a, b, pg in body["ranges"]]
+                await self.write(set_map(state, ranges))
             return Response(201, await self._status(await self.read_state(name)))
         if len(parts) < 3 or parts[0] != "clusters":
             raise HttpError(404, "no such endpoint")
@@ -303,7 +343,10 @@ class Confmaster:
             changes = remove_pgserver(state, parts[3])
         elif what == "gateways" and method == "POST" and len(parts) == 3:
             changes = add_gateway(
-                state, str(body["host"]), int(body["port"]), int(body.get("admin_port", int(body["port"]) + 1))
+                state,
+                str(body["host"]),
+                int(body["port"]),
+                int(body.get("admin_port", int(body["port"]) + 1)),
             )
         elif what == "gateways" and method == "DELETE" and len(parts) == 4:
             changes = remove_gateway(state, parts[3])
@@ -315,7 +358,9 @@ class Confmaster:
         return Response(200, await self._status(await self.read_state(parts[1])))
 
     async def _create_cluster(self, name: str, changes: list[Change]) -> None:
-        ops: list[Any] = [CheckOp(LEADER, self.leader_version)]
+        if self.leadership is None:
+            raise HttpError(421, "not the leader")
+        ops: list[Any] = [self.leadership.fence()]
         for path, payload in changes:
             ops.append(CreateOp(path, payload.to_json() if payload is not None else b""))
         # parents before children: the cluster node first, then its folders and nodes

@@ -71,7 +71,9 @@ class Payload(BaseModel):
     schema_: int = Field(default=SCHEMA, alias="schema")
 
     def to_json(self) -> bytes:
-        return json.dumps(self.model_dump(by_alias=True), separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(
+            self.model_dump(by_alias=True), separators=(",", ":"), sort_keys=True
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Any:

@@ -97,7 +97,9 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", *argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -148,22 +150,46 @@ class Cluster:
             pg = index // members
             proc = self._spawn(
                 f"pgserver-{port}",
-                ["pgserver", "--port", str(port), "--data-dir", str(self.data / f"pgserver-{port}")],
+                [
+                    "pgserver",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(self.data / f"pgserver-{port}"),
+                ],
             )
             _wait_port(port, proc, f"pgserver on port {port}")
             if f"127.0.0.1:{port}" not in known:
-                _api(api, "POST", f"/clusters/{a.cluster}/pgservers", {"pg": pg, "host": "127.0.0.1", "port": port})
+                _api(
+                    api,
+                    "POST",
+                    f"/clusters/{a.cluster}/pgservers",
+                    {"pg": pg, "host": "127.0.0.1", "port": port},
+                )
         known_gw = {g["id"] for g in status["gateways"]}
         for port in gw_ports:
             proc = self._spawn(
                 f"gateway-{port}",
-                ["gateway", "--port", str(port), "--admin-port", str(port + 1), "--zk", zk,
-                 "--cluster", a.cluster],
+                [
+                    "gateway",
+                    "--port",
+                    str(port),
+                    "--admin-port",
+                    str(port + 1),
+                    "--zk",
+                    zk,
+                    "--cluster",
+                    a.cluster,
+                ],
             )
             _wait_port(port, proc, f"gateway on port {port}")
             if f"127.0.0.1:{port}" not in known_gw:
-                _api(api, "POST", f"/clusters/{a.cluster}/gateways",
-                     {"host": "127.0.0.1", "port": port, "admin_port": port + 1})
+                _api(
+                    api,
+                    "POST",
+                    f"/clusters/{a.cluster}/gateways",
+                    {"host": "127.0.0.1", "port": port, "admin_port": port + 1},
+                )
         deadline = time.monotonic() + 30
         while not _ping(gw_ports[0]):
             if time.monotonic() > deadline:
@@ -173,12 +199,13 @@ class Cluster:
 
     def print_banner(self, zk: str, api: str, pg_ports: list[int], gw_ports: list[int]) -> None:
         a = self.args
-        print(f"""
+        print(
+            f"""
 Tessera cluster {a.cluster!r} is up (data in {self.data}, logs in {self.logs})
 
   connect:      redis-cli -p {gw_ports[0]}
-  gateways:     {', '.join(f'127.0.0.1:{p} (admin {p + 1})' for p in gw_ports)}
-  pgservers:    {', '.join(f'127.0.0.1:{p}' for p in pg_ports)}
+  gateways:     {", ".join(f"127.0.0.1:{p} (admin {p + 1})" for p in gw_ports)}
+  pgservers:    {", ".join(f"127.0.0.1:{p}" for p in pg_ports)}
   confmaster:   http://{api}   (TESSERA_CONFMASTER={api})
   ZooKeeper:    {zk}
 
@@ -187,7 +214,9 @@ Tessera cluster {a.cluster!r} is up (data in {self.data}, logs in {self.logs})
                 redis-benchmark -p {gw_ports[0]} -t set,get -q
 
 Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
 
     def watch(self) -> None:
         """One-screen status refreshed every 2 s until interrupted."""
@@ -197,7 +226,9 @@ Ctrl-C stops everything.
         while True:
             for name, proc in self.procs:
                 if proc.poll() is not None and name.startswith(("confmaster", "gateway")):
-                    print(f"{name} exited with status {proc.returncode}; see {self.logs}/{name}.log")
+                    print(
+                        f"{name} exited with status {proc.returncode}; see {self.logs}/{name}.log"
+                    )
             if self.args.no_status:
                 time.sleep(2)
                 continue
@@ -234,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cluster", default="default")
     up.add_argument("--pgs", type=int, default=2, help="partition groups (default 2)")
     up.add_argument(
-        "--replicas", type=int, default=0,
+        "--replicas",
+        type=int,
+        default=0,
         help="slaves per PG (replication arrives with a later release; 0 for now)",
     )
     up.add_argument("--gateways", type=int, default=1)

@@ -65,6 +65,7 @@ def test_route_appears_once_every_pg_has_a_master() -> None:
     assert state.pgs[1].members == ["127.0.0.1:7001", "127.0.0.1:7002"]
     assert state.pgs[1].quorum == 1
     assert state.pgservers["127.0.0.1:7002"].role == "slave"
+    assert isinstance(state.route, RoutePayload)
     assert state.route.version == 1  # a slave does not change routing
 
 
@@ -75,6 +76,7 @@ def test_map_changes_bump_versions_and_route() -> None:
     assert state.route is not None
     state = state.apply(set_map(state, reassign(state.map.ranges, [(0, 2047, 1)])))
     assert state.map.version == 2
+    assert state.route is not None
     assert state.map.ranges == [(0, 2047, 1), (2048, 4095, 0), (4096, 8191, 1)]
     assert state.route.version == 2
     assert state.route.ranges[0] == (0, 2047, "h:2")
@@ -110,4 +112,7 @@ def test_gateways_and_bad_names() -> None:
         create_cluster("a/b", 2, 0)
     with pytest.raises(ClusterError):
         create_cluster("x", 0, 0)
-    assert PgPayload(id=1).to_json() == b'{"epoch":0,"id":1,"master":null,"members":[],"min_copies":1,"quorum":0,"schema":1}'
+    assert (
+        PgPayload(id=1).to_json()
+        == b'{"epoch":0,"id":1,"master":null,"members":[],"min_copies":1,"quorum":0,"schema":1}'
+    )
