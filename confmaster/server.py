@@ -237,10 +237,6 @@ class Confmaster:
         state = await self.read_state(name)
         timeout = self.config.heartbeat_timeout_ms / 1000
         now = time.monotonic()
-        try:
-            live = set(await self.zk.children(live_gateways_path(name)))
-        except NoNodeError:
-            live = set()
         results: dict[str, tuple[bool, int | None]] = {}
 
         async def probe(key: str, host: str, port: int, info: bool) -> None:
@@ -254,8 +250,6 @@ class Confmaster:
         changes: list[Change] = []
         for key, (ok, lsn) in results.items():
             kind, ident = key.split("/", 1)
-            if kind == "gw" and ident in live:
-                ok = True
             if ok:
                 self._last_ok[key] = now
             alive = now - self._last_ok.setdefault(key, now) < timeout
