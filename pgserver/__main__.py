@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-segment-mb", type=int, default=64)
     parser.add_argument(
+        "--managed",
+        action="store_true",
+        help="take roles from the confmaster (no role until told); else a standalone master",
+    )
+    parser.add_argument(
         "--no-log",
         action="store_true",
         help="benchmarking only: keep no log, nothing survives a restart",
@@ -86,6 +91,7 @@ def main() -> None:
             log_segment_mb=args.log_segment_mb,
             keep_log_mb=args.keep_log_mb,
             log_enabled=not args.no_log,
+            managed=args.managed,
         )
         trio.run(_serve, PgServer(config), args.banner)
 

@@ -22,6 +22,7 @@ class PgServerConfig(BaseModel):
     active_expire_interval_ms: int = Field(default=100, ge=1)
     active_expire_budget_ms: float = Field(default=1.0, gt=0)
     fsync: Literal["always", "everysec", "no"] = "everysec"
+    managed: bool = False  # roles come from the confmaster; no role until told
     log_enabled: bool = True  # False only for benchmarks: memory only, nothing survives
     log_segment_mb: int = Field(default=64, ge=1)
     checkpoint_every_mb: int = Field(default=256, ge=0)  # 0: only on BGSAVE/SAVE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pgserver.commands import TABLE
+from pgserver.commands import TABLE, Entry
 from tessera.errors import CommandError
 from tessera.resp import encode, encode_error, unknown_command_reply
 
@@ -26,11 +26,13 @@ class Context:
         "authenticated",
         "client_id",
         "close_after_reply",
+        "conn",
         "created_ms",
         "ks",
         "lib_name",
         "lib_ver",
         "name",
+        "readonly_reads",
         "resp3",
         "rewritten",
         "server",
@@ -49,6 +51,8 @@ class Context:
         self.close_after_reply = False
         self.created_ms = self.ks.now
         self.rewritten: list[list[bytes]] | None = None
+        self.conn: Any = None  # the server's connection object (set by the driver)
+        self.readonly_reads = False  # READONLY: this client accepts stale reads on a slave
 
     def rewrite(self, *commands: list[bytes]) -> None:
         """Log these commands instead of the one being executed (deterministic replay).
@@ -61,6 +65,48 @@ class Context:
 
 _NOAUTH = b"-NOAUTH Authentication required.\r\n"
 _NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
+
+
+# What a slave or an unassigned pgserver still answers for anyone.
+ALWAYS_ALLOWED = frozenset(
+    [
+        "ping",
+        "echo",
+        "hello",
+        "auth",
+        "select",
+        "quit",
+        "client",
+        "command",
+        "info",
+        "config",
+        "time",
+        "dbsize",
+        "bgsave",
+        "save",
+        "lastsave",
+        "readonly",
+        "readwrite",
+        "tsr.role",
+        "tsr.sync",
+        "tsr.ack",
+    ]
+)
+
+
+def _refusal(ctx: Context, entry: Entry) -> bytes | None:
+    replication = ctx.server.replication
+    if ctx is ctx.server._replay_ctx:
+        return None  # the master's log being applied
+    if replication.role == "none":
+        return encode_error("TRYAGAIN this pgserver has no role yet (waiting for the confmaster)")
+    if entry.write:
+        return encode_error("READONLY You can't write against a read only replica.")
+    if not ctx.readonly_reads:
+        return encode_error(
+            "READONLY this pgserver is a slave; send READONLY first to read possibly stale data"
+        )
+    return None
 
 
 def execute(ctx: Context, argv: list[bytes]) -> bytes:
@@ -81,6 +127,10 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
         )
     ):
         return _NOAUTH
+    if ctx.server.restricted and entry.name not in ALWAYS_ALLOWED:
+        refusal = _refusal(ctx, entry)
+        if refusal is not None:
+            return refusal
     arity = entry.arity
     n = len(argv)
     if (arity > 0 and n != arity) or n < -arity:

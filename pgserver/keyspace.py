@@ -63,6 +63,9 @@ class Keyspace:
         # Called with the key whenever expiry (lazy or active) deletes it; the log
         # issue turns these into logged deletions.
         self.on_expired: Callable[[bytes], None] | None = None
+        # A slave's keyspace: expired keys read as absent but are only deleted by the DELs
+        # its master logs, so replicas never diverge by expiring on their own clock.
+        self.passive = False
         self.expired_keys = 0
 
     # ------------------------------------------------------------------ time
@@ -78,7 +81,8 @@ class Keyspace:
         # As in Redis (keyIsExpired), a key is still alive during its deadline millisecond.
         when = self.expires.get(key)
         if when is not None and when < self.now:
-            self._expire(key)
+            if not self.passive:
+                self._expire(key)
             return True
         return False
 
@@ -204,7 +208,7 @@ class Keyspace:
         the budget. Returns the number of keys deleted.
         """
         heap = self._deadlines
-        if not heap:
+        if not heap or self.passive:
             return 0
         now = self.tick()
         if heap[0][0] >= now:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,9 @@ class ReplicationLog:
         self._fd = -1
         self._segment_used = 0
         self._retired: list[int] = []
+        # Called with (bytes, their first LSN) after every write: a master streams these
+        # to slaves that are caught up, without reading its files back.
+        self.on_write: Callable[[bytes, int], None] | None = None
 
     # ------------------------------------------------------------------ open / recover
 
@@ -194,6 +197,65 @@ class ReplicationLog:
         self.end_lsn = lsn + size
         return lsn
 
+    def append_raw(self, records: bytes) -> int:
+        """Append records exactly as another node's log holds them (a slave copying its
+        master: same bytes, so same LSNs). Returns the new end LSN."""
+        size = len(records)
+        if self._segment_used and self._segment_used + size > self.segment_bytes:
+            self.write()
+            self._start_segment(self.end_lsn)
+        self._pending.append(records)
+        self._segment_used += size
+        self.end_lsn += size
+        return self.end_lsn
+
+    def truncate(self, lsn: int) -> None:
+        """Drop everything after `lsn` (a record boundary): an uncommitted tail from an
+        older epoch. Segments starting after it are deleted."""
+        self.write()
+        if lsn >= self.end_lsn:
+            return
+        if lsn < self.first_lsn:
+            raise StorageError(f"cannot truncate to LSN {lsn}: the log starts at {self.first_lsn}")
+        for fd in [*self._retired, self._fd]:
+            if fd >= 0:
+                os.close(fd)
+        self._retired = []
+        self._fd = -1
+        while len(self.segments) > 1 and self.segments[-1].first_lsn > lsn:
+            self.segments.pop().path.unlink(missing_ok=True)
+        last = self.segments[-1]
+        if last.first_lsn == lsn and len(self.segments) > 1:
+            self.segments.pop().path.unlink(missing_ok=True)
+            last = self.segments[-1]
+        with open(last.path, "r+b") as f:
+            f.truncate(SEGMENT_HEADER_SIZE + lsn - last.first_lsn)
+            f.flush()
+            os.fsync(f.fileno())
+        self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+        self._segment_used = lsn - last.first_lsn
+        self.end_lsn = self.written_lsn = lsn
+        self.durable_lsn = min(self.durable_lsn, lsn)
+
+    def read_bytes(self, from_lsn: int, max_bytes: int) -> bytes:
+        """Raw written stream bytes from `from_lsn` (a record boundary), at most max_bytes,
+        ending on a record boundary: what a master streams to a slave."""
+        if from_lsn < self.first_lsn:
+            raise LogTruncated(
+                f"LSN {from_lsn} is older than the oldest kept log segment (LSN {self.first_lsn})"
+            )
+        out: list[bytes] = []
+        size = 0
+        for record in self.read(from_lsn):
+            raw_size = record.size
+            if out and size + raw_size > max_bytes:
+                break
+            out.append(
+                encode_record(record.kind, record.timestamp_ms, record.partitions, record.payload)
+            )
+            size += raw_size
+        return b"".join(out)
+
     @property
     def has_unwritten(self) -> bool:
         return bool(self._pending)
@@ -207,7 +269,10 @@ class ReplicationLog:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+            start = self.written_lsn
             self.written_lsn = self.end_lsn
+            if self.on_write is not None:
+                self.on_write(data, start)
         return self.written_lsn
 
     def sync_batch(self) -> SyncBatch:

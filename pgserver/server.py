@@ -14,18 +14,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import select
 import socket
 import time
+from pathlib import Path
 
 import trio
 import trio.lowlevel
 
+from pgserver.checkpoint import list_snapshots, snapshot_name
 from pgserver.commands import load_all
 from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
 from pgserver.durability import Durability, RecoveryReport
 from pgserver.keyspace import Keyspace
+from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
 
@@ -65,8 +69,14 @@ class PgServer:
         self._nursery: trio.Nursery | None = None
         self._poller: select.epoll | None = None
         self._conns: dict[int, _Connection] = {}
-        self._held: list[tuple[int, _Connection]] = []  # (lsn, conn) waiting for fsync
+        self._held: list[tuple[int, _Connection]] = []  # (lsn, conn) waiting for commit
         self._sync_wanted = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self.replication = Replication(self, managed=config.managed)
+        self.durability.log.on_write = self._on_log_write
+        # True unless this pgserver is a master: execute() then checks what is allowed.
+        self.restricted = False
+        self.update_restrictions()
 
     # ------------------------------------------------------------------ the log
 
@@ -84,6 +94,85 @@ class PgServer:
     def _apply_logged(self, argv: list[bytes], timestamp_ms: int) -> bool:
         self.keyspace.now = timestamp_ms
         return not execute(self._replay_ctx, argv).startswith(b"-")
+
+    def _on_log_write(self, data: bytes, start_lsn: int) -> None:
+        if self.replication.replicas:
+            self.replication.on_log_write(data, start_lsn)
+
+    def apply_replicated(self, argv: list[bytes], timestamp_ms: int) -> None:
+        """Execute a command from the master's log (logging is off meanwhile)."""
+        self.keyspace.now = timestamp_ms
+        reply = execute(self._replay_ctx, argv)
+        if reply[:1] == b"-":
+            log.warning("replicated %r failed here: %r", argv[:2], reply[:200])
+
+    def update_restrictions(self) -> None:
+        self.restricted = self.replication.role != "master"
+
+    @property
+    def reply_lsn(self) -> int:
+        """Replies that observed state up to this LSN may go out: durable by the fsync
+        policy and acknowledged by the replication quorum."""
+        end = self.durability.log.end_lsn
+        return min(self.durability.reply_lsn, self.replication.commit_lsn(end))
+
+    def release_replies(self) -> None:
+        if self._held:
+            self._release(self.reply_lsn)
+
+    def fail_held(self, why: str) -> None:
+        """Close clients whose replies wait for a commit that will not come (demotion):
+        their writes were never acknowledged."""
+        held, self._held = self._held, []
+        if held:
+            log.warning("%s: closing %d clients with uncommitted replies", why, len(held))
+        for _lsn, conn in held:
+            self.close_connection(conn)
+
+    def close_connection(self, conn: _Connection) -> None:
+        if self._poller is not None and conn.fd in self._conns:
+            self._close(conn, self._poller, self._conns)
+
+    def push_replica(self, replica: Replica) -> None:
+        """Send a slave's queued stream bytes, unless its socket is still full."""
+        conn = replica.conn
+        if conn.pending or self._poller is None or conn.fd not in self._conns:
+            return
+        data = b"".join(replica.backlog)
+        replica.backlog.clear()
+        replica.backlog_bytes = 0
+        conn.out = data
+        if not self._send(conn, self._poller):
+            self._close(conn, self._poller, self._conns)
+
+    def reload_truncated(self, lsn: int) -> None:
+        """Cut the log back to `lsn` and rebuild the keyspace from what remains."""
+        self.durability.log.truncate(lsn)
+        for ckpt_lsn, path in list_snapshots(self.durability.directory):
+            if ckpt_lsn > lsn:
+                path.unlink(missing_ok=True)
+        self._reopen()
+
+    def reset_from_checkpoint(self, incoming: Path, lsn: int) -> None:
+        """Replace all local data by the master's checkpoint at `lsn` (full sync)."""
+        directory = self.durability.directory
+        self.durability.log.close()
+        for _old, path in list_snapshots(directory):
+            path.unlink(missing_ok=True)
+        for segment in (directory / "log").glob("*.log"):
+            segment.unlink()
+        os.replace(incoming, directory / snapshot_name(lsn))
+        self._reopen()
+
+    def _reopen(self) -> None:
+        old = self.durability
+        old.log.close()
+        self.keyspace.flush()
+        self.durability = Durability(self.config, self.keyspace)
+        self.durability.log.on_write = self._on_log_write
+        self.recovery = None
+        self.recover()
+        log.info("reloaded: log now ends at LSN %d", self.durability.log.end_lsn)
 
     def recover(self) -> RecoveryReport:
         """Rebuild the keyspace from the data directory (checkpoint + log replay)."""
@@ -117,11 +206,14 @@ class PgServer:
         listener = self._listen()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._nursery = self.nursery = nursery
                 nursery.start_soon(self._expire_loop)
                 if self.config.log_enabled:
                     nursery.start_soon(self._sync_loop)
                     nursery.start_soon(self._checkpoint_loop)
+                nursery.start_soon(self._replication_loop)
+                if self.replication.role == "slave":
+                    self.replication._start_following()
                 task_status.started(self.port)
                 log.info("pgserver listening on %s:%d", self.config.bind, self.port)
                 await self._reactor(listener)
@@ -214,7 +306,7 @@ class PgServer:
         if durability.has_unwritten:
             durability.write()  # group commit: one record, one write for all these clients
         end_lsn = durability.log.end_lsn
-        if durability.reply_lsn < end_lsn:
+        if self.reply_lsn < end_lsn:
             self._hold(replies, end_lsn)
             return
         for conn in replies:
@@ -247,9 +339,8 @@ class PgServer:
 
     async def _sync_loop(self) -> None:
         """fsync off the event loop: at once when replies wait (always), else once a second."""
-        durability = self.durability
-        log_ = durability.log
         while True:
+            durability = self.durability
             if durability.policy == "always":
                 await self._sync_wanted.wait()
                 self._sync_wanted = trio.Event()
@@ -257,19 +348,27 @@ class PgServer:
                 await trio.sleep(1.0)
                 if durability.policy == "no":
                     continue
+            durability = self.durability
             if durability.has_unwritten:
                 durability.write()
+            log_ = durability.log
             if log_.written_lsn <= log_.durable_lsn:
                 continue
             batch = log_.sync_batch()
             lsn = await trio.to_thread.run_sync(batch.sync)
             log_.mark_durable(lsn)
-            if self._held:
-                self._release(lsn)
+            self.release_replies()
+
+    async def _replication_loop(self) -> None:
+        """Feed slaves that are catching up from the log files, a chunk at a time."""
+        while True:
+            await trio.sleep(0.005)
+            if self.replication.replicas:
+                self.replication.pump()
 
     async def _checkpoint_loop(self) -> None:
-        durability = self.durability
         while True:
+            durability = self.durability
             await trio.sleep(0.05 if durability.checkpoint_job is not None else 0.25)
             durability.poll_checkpoint()
             if durability.checkpoint_due():
@@ -373,11 +472,16 @@ class PgServer:
         if conn.closing:
             return False
         poller.modify(conn.fd, select.EPOLLIN)
+        if conn.replica is not None and conn.replica.backlog:
+            self.push_replica(conn.replica)
         return True
 
     def _close(
         self, conn: _Connection, poller: select.epoll, conns: dict[int, _Connection]
     ) -> None:
+        if conn.replica is not None:
+            self.replication.detach(conn)
+            conn.replica = None
         conns.pop(conn.fd, None)
         self.clients.pop(conn.ctx.client_id, None)
         with contextlib.suppress(OSError, ValueError):
@@ -397,7 +501,7 @@ class PgServer:
 class _Connection:
     """One client's socket, parser and unsent output."""
 
-    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "sock")
+    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "replica", "sock")
 
     def __init__(self, sock: socket.socket, ctx: Context, parser: RequestParser) -> None:
         self.sock = sock
@@ -407,3 +511,5 @@ class _Connection:
         self.out = b""  # replies of the current wakeup, not yet sent
         self.pending = memoryview(b"")  # replies a full socket did not take
         self.closing = False
+        self.replica: Replica | None = None  # set when this connection is a slave's stream
+        ctx.conn = self

@@ -42,6 +42,18 @@ def command(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
+def internal(name: str, arity: int, write: bool = False) -> Callable[[Handler], Handler]:
+    """Register a Tessera-internal command (replication, roles); not a Redis command."""
+
+    def register(handler: Handler) -> Handler:
+        entry = Entry(name, handler, arity, write)
+        TABLE[name.encode()] = entry
+        TABLE[name.upper().encode()] = entry
+        return handler
+
+    return register
+
+
 def load_all() -> None:
     """Import every command module so their handlers are registered."""
     from pgserver.commands import (  # noqa: F401
@@ -50,6 +62,7 @@ def load_all() -> None:
         keys,
         lists,
         persistence,
+        replication,
         server,
         sets,
         sorted_sets,

@@ -173,7 +173,7 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
             ("rejected_connections", server.rejected_connections),
             ("expired_keys", ks.expired_keys),
         ],
-        "Replication": [("role", "master"), ("connected_slaves", 0)],
+        "Replication": server.replication.info_fields(),
         "CPU": [
             ("used_cpu_sys", f"{usage.ru_stime:.6f}"),
             ("used_cpu_user", f"{usage.ru_utime:.6f}"),

@@ -1,0 +1,397 @@
+"""Replication inside a partition group: roles, epochs, the commit rule, log streaming.
+
+Master: a slave opens a connection and sends `TSR.SYNC <epoch> <end_lsn> <synced_epoch>`;
+the master answers `+STREAM <lsn>` and from then on pushes its log bytes (identical bytes,
+so identical LSNs) on that connection; the slave answers with `TSR.ACK <lsn>` once the
+records are in its own log file. A write is answered only when `quorum` slaves have acked
+its LSN (group commit: one wait per batch). A slave whose log no longer overlaps the
+master's gets `+FULLSYNC <lsn> <size>` and the master's latest checkpoint first.
+
+Slave: refuses writes, applies the stream in LSN order (with the master's timestamps; it
+never expires keys on its own), and after a role change to a new epoch it sends the epoch
+it last synced in: if its log runs past the new epoch's start LSN that tail was never
+committed, and the master tells it to `-TRUNCATE <lsn>` it and reload.
+
+Roles and epochs come from the confmaster (`TSR.ROLE`); a ROLE with an older epoch than
+the one a pgserver already has is refused, which fences deposed masters and stale leaders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import hiredis
+import trio
+
+from pgserver.checkpoint import list_snapshots, snapshot_name
+from pgserver.log import LogTruncated
+from pgserver.log_format import KIND_COMMAND, decode_records
+from tessera.errors import CommandError, ReplicationError
+from tessera.resp import encode_command
+
+if TYPE_CHECKING:
+    from pgserver.server import PgServer, _Connection
+
+log = logging.getLogger("tessera.pgserver.replication")
+
+Role = Literal["master", "slave", "none"]
+_CATCH_UP_CHUNK = 1 << 20
+_MAX_BACKLOG = 64 << 20
+
+
+@dataclass
+class Replica:
+    """A slave attached to this master."""
+
+    conn: _Connection
+    next_lsn: int  # first LSN not yet queued for it
+    acked_lsn: int
+    live: bool = False  # caught up: fed from log writes, not from files
+    backlog: list[bytes] = field(default_factory=list)
+    backlog_bytes: int = 0
+    full_sync: Path | None = None  # checkpoint still to send
+    full_sync_offset: int = 0
+
+
+class Replication:
+    """Role state of one pgserver and, on a master, its attached slaves."""
+
+    def __init__(self, server: PgServer, managed: bool) -> None:
+        self.server = server
+        self.state_path = Path(server.config.data_dir) / "role.json"
+        saved = self._load()
+        self.epoch: int = saved.get("epoch", 0)
+        self.synced_epoch: int = saved.get("synced_epoch", 0)
+        self.role: Role = "none" if managed else "master"
+        self.quorum = 0
+        self.master: tuple[str, int] | None = None
+        self.epoch_start_lsn = 0
+        self.committed = 0
+        self.replicas: dict[int, Replica] = {}
+        self._follow_scope: trio.CancelScope | None = None
+        self.slave_applied_lsn = 0
+        self.slave_state = "idle"
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> dict[str, int]:
+        try:
+            loaded: dict[str, int] = json.loads(self.state_path.read_text())
+            return loaded
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": self.epoch, "synced_epoch": self.synced_epoch}))
+        os.replace(tmp, self.state_path)
+
+    # ------------------------------------------------------------------ roles
+
+    def set_role(self, role: str, epoch: int, quorum: int, master: str | None) -> None:
+        """TSR.ROLE: apply a role the confmaster decided; older epochs are refused."""
+        if epoch < self.epoch:
+            raise CommandError(f"ERR stale epoch {epoch}: this pgserver is at epoch {self.epoch}")
+        server = self.server
+        if role == "master":
+            if self.role == "master" and epoch == self.epoch:
+                self.quorum = quorum
+                server.release_replies()
+                return
+            self._stop_following()
+            if epoch > self.epoch:
+                self.epoch_start_lsn = server.durability.log.end_lsn
+            # Everything in the log when it becomes master was committed by the old one
+            # (the confmaster promotes the slave that has all of it).
+            self.committed = max(self.committed, server.durability.log.end_lsn)
+            self.role = "master"
+            self.epoch = self.synced_epoch = epoch
+            self.quorum = quorum
+            self.master = None
+            server.keyspace.passive = False
+            self._save()
+            log.info(
+                "master at epoch %d (quorum %d, log end %d)", epoch, quorum, self.epoch_start_lsn
+            )
+        elif role == "slave":
+            if master is None:
+                raise CommandError("ERR a slave needs its master's HOST:PORT")
+            host, _, port = master.rpartition(":")
+            target = (host, int(port))
+            if self.role == "slave" and epoch == self.epoch and self.master == target:
+                return
+            self._drop_replicas()
+            self.role = "slave"
+            self.epoch = epoch
+            self.quorum = 0
+            self.master = target
+            server.keyspace.passive = True
+            server.fail_held("READONLY this pgserver became a slave; retry on the master")
+            self._save()
+            self._start_following()
+            log.info("slave of %s at epoch %d", master, epoch)
+        else:
+            self._stop_following()
+            self._drop_replicas()
+            self.role = "none"
+            server.keyspace.passive = True
+        server.update_restrictions()
+
+    # ------------------------------------------------------------------ master side
+
+    def attach(self, conn: _Connection, epoch: int, end_lsn: int, synced_epoch: int) -> bytes:
+        """TSR.SYNC from a slave: decide where its stream starts."""
+        if self.role != "master":
+            raise CommandError("ERR not a master")
+        if epoch != self.epoch:
+            raise CommandError(f"ERR epoch mismatch: master at {self.epoch}, slave says {epoch}")
+        log_ = self.server.durability.log
+        log_.write()
+        if synced_epoch < self.epoch and end_lsn > self.epoch_start_lsn:
+            # Its tail past the epoch start was written by an old master and never committed.
+            return b"-TRUNCATE %d\r\n" % self.epoch_start_lsn
+        if end_lsn > log_.written_lsn:
+            return b"-TRUNCATE %d\r\n" % log_.written_lsn
+        replica = Replica(conn, end_lsn, end_lsn)
+        header: bytes
+        if end_lsn < log_.first_lsn:
+            snapshots = list_snapshots(self.server.durability.directory)
+            if not snapshots or snapshots[0][0] < log_.first_lsn:
+                raise CommandError("ERR no checkpoint covers the log's start; take a BGSAVE")
+            lsn, path = snapshots[0]
+            replica.full_sync = path
+            replica.next_lsn = replica.acked_lsn = lsn
+            header = b"+FULLSYNC %d %d\r\n" % (lsn, path.stat().st_size)
+        else:
+            header = b"+STREAM %d\r\n" % end_lsn
+        self.replicas[id(conn)] = replica
+        conn.replica = replica
+        log.info("slave %s attached at LSN %d", conn.ctx.addr, replica.next_lsn)
+        return header
+
+    def on_log_write(self, data: bytes, start_lsn: int) -> None:
+        """Feed freshly written log bytes to every caught-up slave."""
+        for replica in self.replicas.values():
+            if replica.live and replica.next_lsn == start_lsn:
+                self._queue(replica, data)
+                replica.next_lsn = start_lsn + len(data)
+
+    def _queue(self, replica: Replica, data: bytes) -> None:
+        replica.backlog.append(data)
+        replica.backlog_bytes += len(data)
+        if replica.backlog_bytes > _MAX_BACKLOG:
+            log.warning("slave %s is too slow; dropping it (it will resync)", replica.conn.ctx.addr)
+            self.server.close_connection(replica.conn)
+            return
+        self.server.push_replica(replica)
+
+    def pump(self) -> None:
+        """Move catching-up slaves forward by one chunk from the files (called often)."""
+        log_ = self.server.durability.log
+        for replica in list(self.replicas.values()):
+            if replica.live or replica.backlog_bytes > _CATCH_UP_CHUNK:
+                continue
+            if replica.full_sync is not None:
+                with open(replica.full_sync, "rb") as f:
+                    f.seek(replica.full_sync_offset)
+                    chunk = f.read(_CATCH_UP_CHUNK)
+                if chunk:
+                    replica.full_sync_offset += len(chunk)
+                    self._queue(replica, chunk)
+                    continue
+                replica.full_sync = None
+            if replica.next_lsn >= log_.written_lsn:
+                replica.live = True
+                continue
+            try:
+                chunk = log_.read_bytes(replica.next_lsn, _CATCH_UP_CHUNK)
+            except LogTruncated:
+                self.server.close_connection(replica.conn)
+                continue
+            replica.next_lsn += len(chunk)
+            self._queue(replica, chunk)
+
+    def ack(self, conn: _Connection, lsn: int) -> None:
+        replica = self.replicas.get(id(conn))
+        if replica is not None and lsn > replica.acked_lsn:
+            replica.acked_lsn = lsn
+            self.server.release_replies()
+
+    def detach(self, conn: _Connection) -> None:
+        if self.replicas.pop(id(conn), None) is not None:
+            log.info("slave %s detached", conn.ctx.addr)
+
+    def _drop_replicas(self) -> None:
+        for replica in list(self.replicas.values()):
+            self.server.close_connection(replica.conn)
+        self.replicas.clear()
+
+    def commit_lsn(self, end_lsn: int) -> int:
+        """Highest LSN acknowledged by `quorum` slaves (everything, without a quorum).
+
+        Never goes back: what was committed under a smaller quorum stays committed.
+        """
+        if self.quorum <= 0:
+            self.committed = end_lsn
+            return end_lsn
+        acks = sorted((r.acked_lsn for r in self.replicas.values()), reverse=True)
+        if len(acks) >= self.quorum:
+            self.committed = max(self.committed, acks[self.quorum - 1])
+        return self.committed
+
+    # ------------------------------------------------------------------ slave side
+
+    def _start_following(self) -> None:
+        self._stop_following()
+        nursery = self.server.nursery
+        if nursery is not None:
+            nursery.start_soon(self._follow)
+
+    def _stop_following(self) -> None:
+        if self._follow_scope is not None:
+            self._follow_scope.cancel()
+            self._follow_scope = None
+
+    async def _follow(self) -> None:
+        with trio.CancelScope() as scope:
+            self._follow_scope = scope
+            delay = 0.05
+            while True:
+                try:
+                    await self._follow_once()
+                    delay = 0.05
+                except (OSError, ReplicationError, trio.BrokenResourceError) as exc:
+                    self.slave_state = f"disconnected ({exc})"
+                    log.warning("replication from %s: %s; retrying", self.master, exc)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _follow_once(self) -> None:
+        assert self.master is not None
+        server = self.server
+        durability = server.durability
+        log_ = durability.log
+        log_.write()
+        host, port = self.master
+        self.slave_state = "connecting"
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            sync = [
+                b"TSR.SYNC",
+                b"%d" % self.epoch,
+                b"%d" % log_.end_lsn,
+                b"%d" % self.synced_epoch,
+            ]
+            await stream.send_all(encode_command(sync))
+            buf = b""
+            while b"\r\n" not in buf:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    raise ReplicationError("master closed the connection during the handshake")
+                buf += chunk
+            line, _, buf = buf.partition(b"\r\n")
+            if line.startswith(b"-TRUNCATE "):
+                lsn = int(line.split()[1])
+                log.warning(
+                    "truncating the log from %d to %d (uncommitted tail of an old epoch)",
+                    log_.end_lsn,
+                    lsn,
+                )
+                server.reload_truncated(lsn)
+                return
+            if line.startswith(b"+FULLSYNC "):
+                _, lsn_text, size_text = line.split()
+                buf = await self._receive_checkpoint(stream, buf, int(lsn_text), int(size_text))
+            elif not line.startswith(b"+STREAM "):
+                raise ReplicationError(f"master refused to stream: {line.decode(errors='replace')}")
+            if self.synced_epoch != self.epoch:
+                self.synced_epoch = self.epoch
+                self._save()
+            self.slave_state = "streaming"
+            await self._apply_stream(stream, buf)
+
+    async def _receive_checkpoint(
+        self, stream: trio.SocketStream, buf: bytes, lsn: int, size: int
+    ) -> bytes:
+        """Receive the master's checkpoint file, then restart this node's data from it."""
+        self.slave_state = "full sync"
+        directory = self.server.durability.directory
+        path = directory / (snapshot_name(lsn) + ".incoming")
+        async with await trio.open_file(path, "wb") as f:
+            got = min(len(buf), size)
+            await f.write(buf[:got])
+            buf = buf[got:]
+            while got < size:
+                chunk = await stream.receive_some(min(1 << 20, size - got + 65536))
+                if not chunk:
+                    raise ReplicationError("master closed the connection during a full sync")
+                take = min(len(chunk), size - got)
+                await f.write(chunk[:take])
+                got += take
+                buf = chunk[take:]
+            await f.flush()
+            await trio.to_thread.run_sync(os.fsync, f.fileno())
+        self.server.reset_from_checkpoint(path, lsn)
+        return buf
+
+    async def _apply_stream(self, stream: trio.SocketStream, buf: bytes) -> None:
+        server = self.server
+        log_ = server.durability.log
+        reader = hiredis.Reader()
+        while True:
+            if buf:
+                records, consumed, problem = decode_records(buf, log_.end_lsn)
+                if problem is not None:
+                    raise ReplicationError(f"bad record from the master: {problem}")
+                if records:
+                    log_.append_raw(buf[:consumed])
+                    buf = buf[consumed:]
+                    server.logging = False
+                    try:
+                        for record in records:
+                            if record.kind != KIND_COMMAND:
+                                continue
+                            reader.feed(record.payload)
+                            while (argv := reader.gets()) is not False:
+                                server.apply_replicated(argv, record.timestamp_ms)
+                    finally:
+                        server.logging = server.config.log_enabled
+                    log_.write()
+                    self.slave_applied_lsn = log_.end_lsn
+                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
+            chunk = await stream.receive_some(1 << 20)
+            if not chunk:
+                raise ReplicationError("master closed the replication stream")
+            buf = buf + chunk if buf else chunk
+
+    def info_fields(self) -> list[tuple[str, object]]:
+        fields: list[tuple[str, object]] = [
+            ("role", self.role),
+            ("epoch", self.epoch),
+            ("synced_epoch", self.synced_epoch),
+            ("quorum", self.quorum),
+        ]
+        log_ = self.server.durability.log
+        if self.role == "master":
+            fields.append(("epoch_start_lsn", self.epoch_start_lsn))
+            fields.append(("connected_slaves", len(self.replicas)))
+            fields.append(("commit_lsn", self.commit_lsn(log_.end_lsn)))
+            for i, replica in enumerate(self.replicas.values()):
+                lag = log_.end_lsn - replica.acked_lsn
+                fields.append(
+                    (
+                        f"slave{i}",
+                        f"addr={replica.conn.ctx.addr},acked_lsn={replica.acked_lsn},lag={lag}",
+                    )
+                )
+        elif self.role == "slave" and self.master is not None:
+            fields.append(("master", f"{self.master[0]}:{self.master[1]}"))
+            fields.append(("master_link", self.slave_state))
+            fields.append(("applied_lsn", self.slave_applied_lsn))
+        return fields
