@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 
@@ -77,6 +78,12 @@ async def _run(
         await _serve(GatewayServer(config, PartitionMap.from_assignments(assignments)))
 
 
+def _die_with_parent() -> None:
+    """A worker gets SIGTERM when the first process exits (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)
+
+
 def main() -> None:
     args = build_parser().parse_args()
 
@@ -110,6 +117,7 @@ def main() -> None:
         for child in range(1, config.workers):
             if os.fork() == 0:  # children share the client port via SO_REUSEPORT
                 worker = child
+                _die_with_parent()
                 break
         if worker:
             config = config.model_copy(update={"admin_port": config.admin_port + worker})
