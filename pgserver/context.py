@@ -36,6 +36,7 @@ class Context:
         "resp3",
         "rewritten",
         "server",
+        "touched_data",
     )
 
     def __init__(self, server: PgServer, addr: str = "") -> None:
@@ -53,6 +54,7 @@ class Context:
         self.rewritten: list[list[bytes]] | None = None
         self.conn: Any = None  # the server's connection object (set by the driver)
         self.readonly_reads = False  # READONLY: this client accepts stale reads on a slave
+        self.touched_data = False  # ran a keyspace command since its last reply went out
 
     def rewrite(self, *commands: list[bytes]) -> None:
         """Log these commands instead of the one being executed (deterministic replay).
@@ -65,33 +67,6 @@ class Context:
 
 _NOAUTH = b"-NOAUTH Authentication required.\r\n"
 _NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
-
-
-# What a slave or an unassigned pgserver still answers for anyone.
-ALWAYS_ALLOWED = frozenset(
-    [
-        "ping",
-        "echo",
-        "hello",
-        "auth",
-        "select",
-        "quit",
-        "client",
-        "command",
-        "info",
-        "config",
-        "time",
-        "dbsize",
-        "bgsave",
-        "save",
-        "lastsave",
-        "readonly",
-        "readwrite",
-        "tsr.role",
-        "tsr.sync",
-        "tsr.ack",
-    ]
-)
 
 
 def _refusal(ctx: Context, entry: Entry) -> bytes | None:
@@ -127,10 +102,12 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
         )
     ):
         return _NOAUTH
-    if ctx.server.restricted and entry.name not in ALWAYS_ALLOWED:
-        refusal = _refusal(ctx, entry)
-        if refusal is not None:
-            return refusal
+    if entry.data:
+        ctx.touched_data = True
+        if ctx.server.restricted:
+            refusal = _refusal(ctx, entry)
+            if refusal is not None:
+                return refusal
     arity = entry.arity
     n = len(argv)
     if (arity > 0 and n != arity) or n < -arity:

@@ -307,8 +307,12 @@ class PgServer:
             durability.write()  # group commit: one record, one write for all these clients
         end_lsn = durability.log.end_lsn
         if self.reply_lsn < end_lsn:
-            self._hold(replies, end_lsn)
-            return
+            # Replies that saw keys wait for the commit; control replies (PING, HELLO,
+            # TSR.ROLE...) observed nothing uncommitted and go out now.
+            waiting = [c for c in replies if c.ctx.touched_data]
+            if waiting:
+                self._hold(waiting, end_lsn)
+                replies = [c for c in replies if not c.ctx.touched_data]
         for conn in replies:
             if conn.fd in self._conns and not self._send(conn, poller):
                 self._close(conn, poller, self._conns)
@@ -446,6 +450,7 @@ class PgServer:
         """Send conn.out; on a full socket keep the rest and wait for writability."""
         out = conn.out
         conn.out = b""
+        conn.ctx.touched_data = False
         try:
             sent = conn.sock.send(out)
         except BlockingIOError:

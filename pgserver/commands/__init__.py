@@ -24,6 +24,18 @@ class Entry:
     handler: Handler
     arity: int
     write: bool
+    data: bool = True  # reads or writes the keyspace (its reply waits for the commit)
+
+
+# Commands that neither read nor write keys: their replies never wait for a commit, and a
+# slave or an unassigned pgserver answers them for anyone.
+CONTROL_COMMANDS = frozenset(
+    {
+        *("ping", "echo", "hello", "auth", "select", "quit", "client", "command", "info"),
+        *("config", "time", "bgsave", "save", "lastsave", "readonly", "readwrite"),
+        *("tsr.role", "tsr.sync", "tsr.ack"),
+    }
+)
 
 
 TABLE: dict[bytes, Entry] = {}
@@ -34,7 +46,7 @@ def command(name: str) -> Callable[[Handler], Handler]:
     arity, flags, _first, _last, _step = COMMANDS[name]
 
     def register(handler: Handler) -> Handler:
-        entry = Entry(name, handler, arity, "write" in flags)
+        entry = Entry(name, handler, arity, "write" in flags, name not in CONTROL_COMMANDS)
         TABLE[name.encode()] = entry
         TABLE[name.upper().encode()] = entry
         return handler
@@ -46,7 +58,7 @@ def internal(name: str, arity: int, write: bool = False) -> Callable[[Handler], 
     """Register a Tessera-internal command (replication, roles); not a Redis command."""
 
     def register(handler: Handler) -> Handler:
-        entry = Entry(name, handler, arity, write)
+        entry = Entry(name, handler, arity, write, name not in CONTROL_COMMANDS)
         TABLE[name.encode()] = entry
         TABLE[name.upper().encode()] = entry
         return handler
