@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -56,6 +57,7 @@ from tessera.layout import (
     pgservers_path,
     route_path,
 )
+from tessera.resp import encode_command
 from tessera.zk import CheckOp, CreateOp, DeleteOp, Leadership, NoNodeError, SetOp, ZkClient
 
 log = logging.getLogger("tessera.confmaster")
@@ -89,6 +91,7 @@ class Confmaster:
         self._lock = trio.Lock()
         self._last_ok: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
+        self._roles_sent: dict[str, tuple[list[bytes], float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,19 +240,20 @@ class Confmaster:
         state = await self.read_state(name)
         timeout = self.config.heartbeat_timeout_ms / 1000
         now = time.monotonic()
-        results: dict[str, tuple[bool, int | None]] = {}
+        results: dict[str, Probe] = {}
 
-        async def probe(key: str, host: str, port: int, info: bool) -> None:
+        async def run_probe(key: str, host: str, port: int, info: bool) -> None:
             results[key] = await _ping(host, port, timeout / 2, info)
 
         async with trio.open_nursery() as nursery:
             for pgs_id, server in state.pgservers.items():
-                nursery.start_soon(probe, "pgs/" + pgs_id, server.host, server.port, True)
+                nursery.start_soon(run_probe, "pgs/" + pgs_id, server.host, server.port, True)
             for gw_id, gateway in state.gateways.items():
-                nursery.start_soon(probe, "gw/" + gw_id, gateway.host, gateway.port, False)
+                nursery.start_soon(run_probe, "gw/" + gw_id, gateway.host, gateway.port, False)
         changes: list[Change] = []
-        for key, (ok, lsn) in results.items():
+        for key, result in results.items():
             kind, ident = key.split("/", 1)
+            ok, lsn = result.ok, result.lsn
             if ok:
                 self._last_ok[key] = now
             alive = now - self._last_ok.setdefault(key, now) < timeout
@@ -270,6 +274,48 @@ class Confmaster:
                     )
         async with self._lock:
             await self.write(changes)
+        await self._assign_roles(state, results)
+
+    async def _assign_roles(self, state: ClusterState, results: dict[str, Probe]) -> None:
+        """Tell pgservers the role ZooKeeper says they have when they report another one.
+
+        The master's quorum is the number of its slaves that answer heartbeats, so a dead
+        slave does not stall writes and a returning one is waited for again.
+        """
+        now = time.monotonic()
+        for pg in state.pgs.values():
+            if pg.master is None or pg.master not in state.pgservers:
+                continue
+            master = state.pgservers[pg.master]
+            live_slaves = [
+                m for m in pg.members if m != pg.master and results.get("pgs/" + m, Probe()).ok
+            ]
+            wanted: dict[str, list[bytes]] = {
+                pg.master: [b"TSR.ROLE", b"MASTER", b"%d" % pg.epoch, b"%d" % len(live_slaves)]
+            }
+            for member in live_slaves:
+                wanted[member] = [
+                    b"TSR.ROLE",
+                    b"SLAVE",
+                    b"%d" % pg.epoch,
+                    f"{master.host}:{master.port}".encode(),
+                ]
+            for member, argv in wanted.items():
+                probe = results.get("pgs/" + member, Probe())
+                if not probe.ok:
+                    continue
+                role = "master" if member == pg.master else "slave"
+                sent = self._roles_sent.get(member)
+                current = probe.role == role and probe.epoch == pg.epoch
+                if current and sent is not None and sent[0] == argv:
+                    continue
+                if sent is not None and sent[0] == argv and now - sent[1] < 1.0:
+                    continue
+                server = state.pgservers[member]
+                reply = await send_role(server.host, server.port, argv)
+                self._roles_sent[member] = (argv, now)
+                if reply.startswith("-"):
+                    log.warning("pgserver %s refused %s: %s", member, argv[1:], reply)
 
     # ------------------------------------------------------------------ API
 
@@ -388,35 +434,66 @@ class Confmaster:
         }
 
 
-async def _ping(host: str, port: int, timeout_s: float, info: bool) -> tuple[bool, int | None]:
-    """(answered, log end LSN if asked and known) for one RESP server."""
+@dataclass
+class Probe:
+    ok: bool = False
+    lsn: int | None = None
+    role: str | None = None
+    epoch: int | None = None
+
+
+async def _ping(host: str, port: int, timeout_s: float, info: bool) -> Probe:
+    """One heartbeat: PING (gateways) or INFO persistence+replication (pgservers)."""
     with trio.move_on_after(timeout_s):
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError:
-            return False, None
+            return Probe()
         async with stream:
-            request = b"INFO persistence\r\n" if info else b"PING\r\n"
+            request = b"INFO persistence replication\r\n" if info else b"PING\r\n"
             await stream.send_all(request)
             data = b""
             while True:
                 chunk = await stream.receive_some(65536)
                 if not chunk:
-                    return False, None
+                    return Probe()
                 data += chunk
                 if not info and data.endswith(b"\r\n"):
-                    return data.startswith((b"+PONG", b"-NOAUTH")), None
-                if info and data.startswith(b"$") and data.count(b"\r\n") >= 2:
+                    return Probe(ok=data.startswith((b"+PONG", b"-NOAUTH")))
+                if info and data.startswith(b"-"):
+                    return Probe(ok=data.startswith(b"-NOAUTH"))
+                if info and data.startswith(b"$") and b"\r\n" in data:
                     header, _, rest = data.partition(b"\r\n")
                     if len(rest) >= int(header[1:]) + 2:
-                        lsn = None
-                        for line in rest.split(b"\r\n"):
-                            if line.startswith(b"log_end_lsn:"):
-                                lsn = int(line.split(b":", 1)[1])
-                        return True, lsn
-                if info and data.startswith(b"-"):
-                    return data.startswith(b"-NOAUTH"), None
-    return False, None
+                        fields = dict(
+                            line.split(b":", 1) for line in rest.split(b"\r\n") if b":" in line
+                        )
+                        return Probe(
+                            ok=True,
+                            lsn=int(fields[b"log_end_lsn"]) if b"log_end_lsn" in fields else None,
+                            role=fields[b"role"].decode() if b"role" in fields else None,
+                            epoch=int(fields[b"epoch"]) if b"epoch" in fields else None,
+                        )
+    return Probe()
+
+
+async def send_role(host: str, port: int, argv: list[bytes], timeout_s: float = 2.0) -> str:
+    """Send one TSR.ROLE to a pgserver; returns its reply line."""
+    with trio.move_on_after(timeout_s):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            return f"-ERR {exc}"
+        async with stream:
+            await stream.send_all(encode_command(argv))
+            data = b""
+            while b"\r\n" not in data:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    return "-ERR timeout"
 
 
 def _now_ms() -> int:

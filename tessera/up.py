@@ -83,6 +83,24 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _role(port: int) -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"INFO replication\r\n")
+            data = b""
+            while b"role:" not in data or not data.endswith(b"\r\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return ""
+    for line in data.split(b"\r\n"):
+        if line.startswith(b"role:"):
+            return line[5:].decode()
+    return ""
+
+
 class Cluster:
     """The processes of one local cluster."""
 
@@ -191,6 +209,13 @@ class Cluster:
                     {"host": "127.0.0.1", "port": port, "admin_port": port + 1},
                 )
         deadline = time.monotonic() + 30
+        for port in pg_ports:  # the confmaster hands out roles with its heartbeats
+            while _role(port) not in ("master", "slave"):
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"the pgserver on port {port} got no role from the confmaster"
+                    )
+                time.sleep(0.1)
         while not _ping(gw_ports[0]):
             if time.monotonic() > deadline:
                 raise ConfigError(f"the gateway on port {gw_ports[0]} does not answer PING")
@@ -282,8 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    if args.replicas:
-        fail("tessera", "--replicas > 0 needs replication, which this version does not have yet")
     cluster = Cluster(args)
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -283,9 +283,16 @@ def test_killed_gateway_shows_as_down(
 
 
 def test_tessera_up_smoke(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("gw", "pg", "cm", "zk")}
-    while ports["pg"] + 1 in ports.values() or ports["gw"] + 1 in ports.values():
-        ports = {name: free_port() for name in ("gw", "pg", "cm", "zk")}
+    def pick() -> dict[str, int]:
+        return {name: free_port() for name in ("gw", "pg", "cm", "zk")}
+
+    def clash(p: dict[str, int]) -> bool:
+        used = {p["gw"], p["gw"] + 1, p["cm"], p["zk"], *range(p["pg"], p["pg"] + 4)}
+        return len(used) < 8
+
+    ports = pick()
+    while clash(ports):
+        ports = pick()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -303,6 +310,8 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
             "--zk-port",
             str(ports["zk"]),
             "--no-status",
+            "--replicas",
+            "1",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -326,11 +335,28 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
         values = client.mget([f"key:{i}" for i in range(100)])
         assert values == [str(i).encode() for i in range(100)]
         assert client.dbsize() == 100
+        # --replicas 1: each PG is a master and a slave that holds the same data.
+        slaves = []
+        for port in range(ports["pg"], ports["pg"] + 4):
+            replication = redis.Redis(port=port).info("replication")
+            if replication["role"] == "slave":
+                slaves.append(port)
+        assert len(slaves) == 2
+
+        def slaves_have_everything() -> bool:
+            total = 0
+            for port in slaves:
+                reader = redis.Redis(port=port)
+                reader.execute_command("READONLY")  # type: ignore[no-untyped-call]
+                total += reader.dbsize()
+            return total == 100
+
+        wait_until(slaves_have_everything, 10, "the slaves to hold every key")
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output + rest
     assert "all Tessera processes stopped" in rest
-    for port in (ports["gw"], ports["pg"], ports["pg"] + 1, ports["cm"], ports["zk"]):
+    for port in (ports["gw"], *range(ports["pg"], ports["pg"] + 4), ports["cm"], ports["zk"]):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
