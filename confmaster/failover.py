@@ -4,24 +4,22 @@ The confmaster leader's trio driver feeds it heartbeats, clock ticks and the res
 actions it carried out (ZooKeeper writes, ROLE / SETQUORUM commands), and carries out what it
 returns. No I/O, no clock: time comes in events. `validate()` checks the invariants.
 
-Safety rests on three facts the pgserver guarantees and on one set the leader tracks:
+What it relies on from pgservers and the driver (the replication work must provide it):
 
-- Replication is fully synchronous to the master's *voters*: a write is acknowledged only when
-  every voter has logged it (quorum = len(voters)). A pgserver refuses a ROLE whose epoch is
-  below its own.
-- A heartbeat's `epoch` is the epoch of the newest epoch marker in the pgserver's log (a new
-  master logs one first), so a slave reports the current epoch only once it holds the
-  master's log up to the start of that epoch; logs with the same epoch are prefixes of one
-  stream and compare by LSN, a higher epoch beats a longer log (Raft's up-to-date rule).
-- ROLE and SETQUORUM replies carry the pgserver's log end LSN. A pgserver applies a command
-  only if its (leader epoch, `seq`) is above the last one it applied, so a retried or delayed
-  command, or one from a deposed leader, never undoes a newer one (the driver adds the epoch).
-- `trusted`: slaves known to hold every acknowledged write. Only they may be promoted
-  automatically, and a trusted winner is a voter of the old master, so even an old master cut
-  off from the leader but not from its slaves cannot acknowledge a write the winner lacks (it
-  needs the winner's ack until the winner switches). The PG record's `quorum` is kept at most
-  len(trusted) (lowered in ZooKeeper before the master, raised after), so a new leader that
-  knows only the record can still decide safely by counting (see `_elect`).
+- Fully synchronous replication to the master's *voters*: a write is acknowledged once every
+  voter logged it. A pgserver refuses a ROLE whose epoch is below its own.
+- A heartbeat's `epoch` is that of the newest epoch marker in its log (a new master logs one
+  first): logs with the same epoch are prefixes of one stream and compare by LSN, and a
+  higher epoch beats a longer log (Raft's up-to-date rule).
+- ROLE and SETQUORUM replies carry the log end LSN, and a pgserver applies a command only if
+  its (leader epoch, `seq`) is above the last one applied, so a retried, delayed or deposed
+  leader's command never undoes a newer one (the driver adds the leader epoch).
+
+The leader tracks `trusted`: slaves known to hold every acknowledged write. Only they are
+promoted automatically; a trusted winner is a voter of the old master, so even an old master
+cut off from the leader but not from its slaves cannot acknowledge a write the winner lacks.
+The record's `quorum` never exceeds len(trusted) (lowered in ZooKeeper before the master,
+raised after), so a new leader knowing only the record still decides safely (see `_elect`).
 """
 
 from __future__ import annotations
@@ -214,6 +212,8 @@ class Decision:
 
 @dataclass
 class PgFailover:
+    """One PG as the confmaster leader sees it; changed only by `handle`."""
+
     config: FailoverConfig = field(default_factory=FailoverConfig)
     pg: PgPayload | None = None
     now_ms: int = 0
@@ -402,7 +402,8 @@ class PgFailover:
         self.writing = None
         if not ev.ok:
             self.write_retry_ms = self.now_ms + self.config.retry_ms
-            out.append(Log(f"writing PG record epoch {ev.epoch} failed: deciding again"))
+            then = "the request is dropped" if w.kind == "member" else "deciding again"
+            out.append(Log(f"writing the PG record ({w.kind}) failed: {then}"))
             return
         old, self.pg = self.pg, w.pg
         assert old is not None
@@ -566,25 +567,27 @@ class PgFailover:
                 out,
             )
             target = current | grow
-        if target != self.voters or self.fence_lsn is None:
-            # New writes will be on every target voter; old ones on every trusted slave.
-            bound = len(trusted & target) if trusted is not None else len(target)
-            if bound < pg.quorum:
-                new = pg.model_copy(update={"quorum": bound})
-                self._write(_Write(new, "quorum"), f"PG {pg.id}: quorum {bound} first", out)
-                return
+        voters, fence = self.voters, self.fence_lsn
+        changing = voters is None or fence is None or target != voters
+        # New writes will be on every target voter; old ones on every trusted slave.
+        bound = len(trusted & target) if trusted is not None else len(target)
+        if bound < pg.quorum and (changing or trusted is not None):
+            new = pg.model_copy(update={"quorum": bound})
+            self._write(_Write(new, "quorum"), f"PG {pg.id}: quorum {bound} first", out)
+            return
+        if voters is None or fence is None or changing:
             if trusted is not None:
                 self.trusted = trusted & target
             self.quorum_sent = (target, self.now_ms, self._seq())
-            voters = tuple(sorted(target))
-            out.append(SetQuorum(pg.master, len(voters), pg.epoch, voters, self.seq))
+            ordered = tuple(sorted(target))
+            out.append(SetQuorum(pg.master, len(ordered), pg.epoch, ordered, self.seq))
             return
         # A voter that reached the fence holds every write acknowledged before the change,
         # and has acknowledged every one since.
-        passed = {v for v in self.voters if self._following(v, self.fence_lsn)}
+        passed = {v for v in voters if self._following(v, fence)}
         if trusted is None:
-            if passed == self.voters:
-                self.trusted = self.voters
+            if passed == voters:
+                self.trusted = voters
         else:
             self.trusted = trusted | passed
         if self.trusted is not None and len(self.trusted) > pg.quorum:
