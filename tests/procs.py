@@ -20,6 +20,27 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports (for programs that number their ports)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
 def wait_for_port(
     port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60
 ) -> None:

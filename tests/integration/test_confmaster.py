@@ -20,7 +20,7 @@ import redis
 
 from tessera.partition import pn
 from tessera.zkserver import ZooKeeperServer
-from tests.procs import REPO, free_port, start_pgserver, stop, wait_for_port
+from tests.procs import REPO, free_port, free_port_block, start_pgserver, stop, wait_for_port
 from tests.zk_fixtures import zk_chroot, zk_server
 
 __all__ = ["zk_chroot", "zk_server"]
@@ -284,7 +284,12 @@ def test_killed_gateway_shows_as_down(
 
 def test_tessera_up_smoke(tmp_path: Path) -> None:
     def pick() -> dict[str, int]:
-        return {name: free_port() for name in ("gw", "pg", "cm", "zk")}
+        return {
+            "gw": free_port_block(2),
+            "pg": free_port_block(4),
+            "cm": free_port(),
+            "zk": free_port(),
+        }
 
     def clash(p: dict[str, int]) -> bool:
         used = {p["gw"], p["gw"] + 1, p["cm"], p["zk"], *range(p["pg"], p["pg"] + 4)}
