@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
 import trio
 
 from confmaster.server import Confmaster, ConfmasterConfig
-from tessera.cli import add_common_arguments, run_main, setup_logging
+from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(server: Confmaster) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                return
+    await serve_until_signalled(server.serve)
 
 
 def main() -> None:

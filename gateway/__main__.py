@@ -13,7 +13,7 @@ from gateway.config import GatewayConfig
 from gateway.routing import PartitionMap
 from gateway.server import GatewayServer
 from gateway.zk_source import ZkMapSource
-from tessera.cli import add_common_arguments, fail, run_main, setup_logging
+from tessera.cli import add_common_arguments, fail, run_main, serve_until_signalled, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,14 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(server: GatewayServer, source: ZkMapSource | None = None) -> None:
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        if source is not None:
-            await nursery.start(source.follow, server)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                return
+    if source is None:
+        await serve_until_signalled(server.serve)
+        return
+
+    async def follow(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await source.follow(server, task_status=task_status)
+
+    await serve_until_signalled(server.serve, follow)
 
 
 async def _run(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 from pathlib import Path
 
 import trio
 
 from pgserver.config import PgServerConfig
 from pgserver.server import PgServer
-from tessera.cli import add_common_arguments, run_main, setup_logging
+from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(server: PgServer, banner: bool) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(server.serve)
+    def announce(port: int) -> None:
         if banner:
             host = server.config.bind
             print(
@@ -69,10 +67,14 @@ async def _serve(server: PgServer, banner: bool) -> None:
                 f"  stop:     Ctrl-C",
                 flush=True,
             )
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                nursery.cancel_scope.cancel()
-                return
+
+    async def serve(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.serve)
+            announce(port)
+            task_status.started()
+
+    await serve_until_signalled(serve)
 
 
 def main() -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+import trio
 from pydantic import ValidationError
 
 from tessera.errors import TesseraError
@@ -48,6 +50,20 @@ def run_main(prog: str, body: Callable[[], None]) -> None:
 def _first_leaf(group: BaseExceptionGroup[TesseraError]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def serve_until_signalled(
+    serve: Callable[..., Awaitable[None]], *extra: Callable[..., Awaitable[None]]
+) -> None:
+    """Start a server (and helpers) in one nursery; SIGTERM or SIGINT stops them all."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve)
+        for start in extra:
+            await nursery.start(start)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
