@@ -62,8 +62,13 @@ async def _serve(server: PgServer, banner: bool) -> None:
         if banner:
             host = server.config.bind
             print(
-                f"pgserver is serving on {host}:{port} (standalone: owns all 8192 partitions)\n"
-                f"  connect:  redis-cli -h {host} -p {port}\n"
+                f"pgserver is serving on {host}:{port} "
+                + (
+                    "(managed: waiting for its role from the confmaster)\n"
+                    if server.config.managed
+                    else "(standalone master: owns all 8192 partitions)\n"
+                )
+                + f"  connect:  redis-cli -h {host} -p {port}\n"
                 f"  stop:     Ctrl-C",
                 flush=True,
             )
