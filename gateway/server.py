@@ -425,16 +425,15 @@ class GatewayServer:
         if not client.authenticated and name.lower() not in (b"auth", b"hello", b"quit"):
             self._reply(client, _NOAUTH)
             return
-        lowered = name.decode().lower() if kind is not _SINGLE else ""
         if kind is _SINGLE:
-            spec = COMMANDS[name.decode().lower()] if len(argv) < 2 else None
-            if spec is not None:
+            if len(argv) < 2:  # the backend checks the full arity; the key must be there
                 self._reply(client, _arity_error(name))
                 return
             slot = Slot(client)
             client.queue.append(slot)
             self._route_single(slot, argv)
             return
+        lowered = name.decode().lower()
         arity = COMMANDS[lowered][0] if lowered in COMMANDS else -1
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
             self._reply(client, _arity_error(name))

@@ -425,7 +425,8 @@ class PgServer:
         except RequestProtocolError as exc:
             commands, broken = exc.commands, exc
         durability = self.durability
-        mark = durability.mark()
+        # Only a read that is exactly whole commands can be logged as it came.
+        mark = durability.mark() if parser.exact and self.logging else None
         if len(commands) == 1:
             out = execute(ctx, commands[0])
         else:
@@ -436,7 +437,7 @@ class PgServer:
                     break
             out = b"".join(replies)
         self.commands_processed += len(commands)
-        if parser.exact and self.logging and durability.mark() != mark:
+        if mark is not None and durability.mark() != mark:
             durability.use_raw(mark, commands, data)
         if broken is not None:
             out += encode_error(broken.reply)

@@ -13,12 +13,14 @@ _SPECS: dict[bytes, tuple[int, int, int]] = {}
 for _name, (_arity, _flags, _first, _last, _step) in COMMANDS.items():
     if _first > 0:
         _SPECS[_name.encode()] = (_first, _last, _step)
-        _SPECS[_name.upper().encode()] = (_first, _last, _step)
 
 # Names (as sent, lower or upper case) of commands whose only key is argv[1].
 SINGLE_KEY: frozenset[bytes] = frozenset(
-    name for name, (first, last, _step) in _SPECS.items() if first == 1 and last == 1
-) - {b"zunionstore", b"ZUNIONSTORE", b"zinterstore", b"ZINTERSTORE"}
+    spelling
+    for name, (first, last, _step) in _SPECS.items()
+    if first == 1 and last == 1 and name not in (b"zunionstore", b"zinterstore")
+    for spelling in (name, name.upper())
+)
 
 # numkeys-style commands: name -> (index of numkeys, extra leading key positions)
 _NUMKEYS: dict[bytes, tuple[int, tuple[int, ...]]] = {
@@ -30,12 +32,8 @@ _NUMKEYS: dict[bytes, tuple[int, tuple[int, ...]]] = {
 
 def command_keys(argv: list[bytes]) -> list[bytes]:
     """The key arguments of `argv` (empty for keyless commands like PING or FLUSHALL)."""
-    name = argv[0]
-    spec = _SPECS.get(name)
-    if spec is None:
-        name = name.lower()
-        spec = _SPECS.get(name)
-    numkeys = _NUMKEYS.get(name if spec is None else name.lower())
+    name = argv[0].lower()
+    numkeys = _NUMKEYS.get(name)
     if numkeys is not None:
         index, leading = numkeys
         try:
@@ -44,6 +42,7 @@ def command_keys(argv: list[bytes]) -> list[bytes]:
             return [argv[i] for i in leading if i < len(argv)]
         start = index + 1
         return [argv[i] for i in leading] + argv[start : start + max(count, 0)]
+    spec = _SPECS.get(name)
     if spec is None:
         return []
     first, last, step = spec

@@ -216,7 +216,9 @@ class RequestParser:
                         self._clean = not has_data()
                         skipped = True
                         continue
-                    raise RequestProtocolError(_first_byte_error(cmd), commands)
+                    raise RequestProtocolError(
+                        "ERR Protocol error: invalid multibulk length", commands
+                    )
                 for arg in cmd:
                     if type(arg) is not bytes:
                         raise RequestProtocolError(_element_error(arg), commands)
@@ -265,10 +267,6 @@ class RequestParser:
                 commands.append(args)
         self._inline = b""
         return buf
-
-
-def _first_byte_error(value: object) -> str:
-    return "ERR Protocol error: invalid multibulk length"
 
 
 def _element_error(value: object) -> str:
