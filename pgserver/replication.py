@@ -1,19 +1,25 @@
 """Replication inside a partition group: roles, epochs, the commit rule, log streaming.
 
-Master: a slave opens a connection and sends `TSR.SYNC <epoch> <end_lsn> <synced_epoch>`;
-the master answers `+STREAM <lsn>` and from then on pushes its log bytes (identical bytes,
-so identical LSNs) on that connection; the slave answers with `TSR.ACK <lsn>` once the
-records are in its own log file. A write is answered only when `quorum` slaves have acked
-its LSN (group commit: one wait per batch). A slave whose log no longer overlaps the
-master's gets `+FULLSYNC <lsn> <size>` and the master's latest checkpoint first.
+Master: a slave opens a connection and sends
+`TSR.SYNC <epoch> <end_lsn> <synced_epoch> [member_id]`; the master answers `+STREAM <lsn>`
+and from then on pushes its log bytes (identical bytes, so identical LSNs) on that
+connection; the slave answers with `TSR.ACK <lsn>` once the records are in its own log
+file. A write is answered only when it is acknowledged (group commit: one wait per batch)
+by every one of the master's *voters* (named slaves, given by the confmaster), or, without
+a voter list, by any `quorum` slaves. A slave whose log no longer overlaps the master's
+gets `+FULLSYNC <lsn> <size>` and the master's latest checkpoint first.
 
 Slave: refuses writes, applies the stream in LSN order (with the master's timestamps; it
 never expires keys on its own), and after a role change to a new epoch it sends the epoch
 it last synced in: if its log runs past the new epoch's start LSN that tail was never
 committed, and the master tells it to `-TRUNCATE <lsn>` it and reload.
 
-Roles and epochs come from the confmaster (`TSR.ROLE`); a ROLE with an older epoch than
-the one a pgserver already has is refused, which fences deposed masters and stale leaders.
+Roles and epochs come from the confmaster (`TSR.ROLE`, `TSR.SETQUORUM`); a ROLE with an
+older epoch than the one a pgserver already has is refused, which fences deposed masters.
+Commands may carry `SEQ <leader_epoch> <seq>`: one is applied only if that pair is above
+the last one applied, so a delayed or retried command of a deposed confmaster leader never
+undoes a newer decision. Both reply with the log end LSN once applied (the confmaster's
+fence point for the new voters).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import hiredis
 import trio
@@ -51,6 +57,7 @@ class Replica:
     conn: _Connection
     next_lsn: int  # first LSN not yet queued for it
     acked_lsn: int
+    member_id: str = ""  # as the confmaster names it in voter lists
     live: bool = False  # caught up: fed from log writes, not from files
     backlog: list[bytes] = field(default_factory=list)
     backlog_bytes: int = 0
@@ -67,10 +74,13 @@ class Replication:
         saved = self._load()
         self.epoch: int = saved.get("epoch", 0)
         self.synced_epoch: int = saved.get("synced_epoch", 0)
+        self.member_id: str = str(saved.get("member_id", ""))
+        self.last_seq: tuple[int, int] = (saved.get("seq_epoch", 0), saved.get("seq", 0))
         self.role: Role = "none" if managed else "master"
         self.quorum = 0
+        self.voters: frozenset[str] | None = None  # None: any `quorum` slaves will do
         self.master: tuple[str, int] | None = None
-        self.epoch_start_lsn = 0
+        self.epoch_start_lsn: int = saved.get("epoch_start_lsn", 0)
         self.committed = 0
         self.replicas: dict[int, Replica] = {}
         self._follow_scope: trio.CancelScope | None = None
@@ -79,9 +89,9 @@ class Replication:
 
     # ------------------------------------------------------------------ persistence
 
-    def _load(self) -> dict[str, int]:
+    def _load(self) -> dict[str, Any]:
         try:
-            loaded: dict[str, int] = json.loads(self.state_path.read_text())
+            loaded: dict[str, Any] = json.loads(self.state_path.read_text())
             return loaded
         except (OSError, ValueError):
             return {}
@@ -89,19 +99,62 @@ class Replication:
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"epoch": self.epoch, "synced_epoch": self.synced_epoch}))
+        state = {
+            "epoch": self.epoch,
+            "synced_epoch": self.synced_epoch,
+            "epoch_start_lsn": self.epoch_start_lsn,
+            "member_id": self.member_id,
+            "seq_epoch": self.last_seq[0],
+            "seq": self.last_seq[1],
+        }
+        tmp.write_text(json.dumps(state))
         os.replace(tmp, self.state_path)
+
+    def check_seq(self, seq: tuple[int, int] | None) -> None:
+        """Refuse a command older than (or a replay of) the last one applied."""
+        if seq is None:
+            return
+        if seq <= self.last_seq:
+            raise CommandError(
+                f"ERR stale command seq {seq[0]}.{seq[1]}: "
+                f"already at {self.last_seq[0]}.{self.last_seq[1]}"
+            )
+        self.last_seq = seq
+
+    def log_end(self) -> int:
+        """The log end LSN with every executed write in the file (a role's fence point)."""
+        self.server.durability.log.write()
+        return self.server.durability.log.end_lsn
 
     # ------------------------------------------------------------------ roles
 
-    def set_role(self, role: str, epoch: int, quorum: int, master: str | None) -> None:
-        """TSR.ROLE: apply a role the confmaster decided; older epochs are refused."""
+    def set_role(
+        self,
+        role: str,
+        epoch: int,
+        quorum: int,
+        master: str | None,
+        *,
+        voters: frozenset[str] | None = None,
+        member_id: str | None = None,
+        seq: tuple[int, int] | None = None,
+    ) -> None:
+        """TSR.ROLE: apply a role the confmaster decided; older epochs are refused.
+
+        A slave with `master` "-" is put on hold: it follows nobody (the confmaster does
+        this before choosing a new master, so an old master cut off from the confmaster
+        cannot go on collecting acknowledgements from it).
+        """
         if epoch < self.epoch:
             raise CommandError(f"ERR stale epoch {epoch}: this pgserver is at epoch {self.epoch}")
+        self.check_seq(seq)
+        if member_id:
+            self.member_id = member_id
         server = self.server
         if role == "master":
             if self.role == "master" and epoch == self.epoch:
-                self.quorum = quorum
+                self.quorum, self.voters = quorum, voters
+                self._save()
                 server.release_replies()
                 return
             self._stop_following()
@@ -112,7 +165,7 @@ class Replication:
             self.committed = max(self.committed, server.durability.log.end_lsn)
             self.role = "master"
             self.epoch = self.synced_epoch = epoch
-            self.quorum = quorum
+            self.quorum, self.voters = quorum, voters
             self.master = None
             server.keyspace.passive = False
             self._save()
@@ -121,21 +174,29 @@ class Replication:
             )
         elif role == "slave":
             if master is None:
-                raise CommandError("ERR a slave needs its master's HOST:PORT")
-            host, _, port = master.rpartition(":")
-            target = (host, int(port))
+                raise CommandError("ERR a slave needs its master's HOST:PORT (or - to hold)")
+            target: tuple[str, int] | None = None
+            if master != "-":
+                host, _, port = master.rpartition(":")
+                target = (host, int(port))
             if self.role == "slave" and epoch == self.epoch and self.master == target:
+                self._save()
                 return
+            self._stop_following()
             self._drop_replicas()
             self.role = "slave"
             self.epoch = epoch
-            self.quorum = 0
+            self.quorum, self.voters = 0, None
             self.master = target
             server.keyspace.passive = True
             server.fail_held("READONLY this pgserver became a slave; retry on the master")
             self._save()
-            self._start_following()
-            log.info("slave of %s at epoch %d", master, epoch)
+            if target is not None:
+                self._start_following()
+                log.info("slave of %s at epoch %d", master, epoch)
+            else:
+                self.slave_state = "on hold"
+                log.info("on hold at epoch %d (following nobody)", epoch)
         else:
             self._stop_following()
             self._drop_replicas()
@@ -145,7 +206,19 @@ class Replication:
 
     # ------------------------------------------------------------------ master side
 
-    def attach(self, conn: _Connection, epoch: int, end_lsn: int, synced_epoch: int) -> bytes:
+    def set_voters(self, epoch: int, voters: frozenset[str], seq: tuple[int, int] | None) -> None:
+        """TSR.SETQUORUM: from now on a write needs an acknowledgement from every voter."""
+        if self.role != "master" or epoch != self.epoch:
+            raise CommandError(f"ERR not the master at epoch {epoch}")
+        self.check_seq(seq)
+        self.voters, self.quorum = voters, len(voters)
+        self._save()
+        self.server.release_replies()
+        log.info("voters now %s", ",".join(sorted(voters)) or "none")
+
+    def attach(
+        self, conn: _Connection, epoch: int, end_lsn: int, synced_epoch: int, member_id: str = ""
+    ) -> bytes:
         """TSR.SYNC from a slave: decide where its stream starts."""
         if self.role != "master":
             raise CommandError("ERR not a master")
@@ -158,7 +231,7 @@ class Replication:
             return b"-TRUNCATE %d\r\n" % self.epoch_start_lsn
         if end_lsn > log_.written_lsn:
             return b"-TRUNCATE %d\r\n" % log_.written_lsn
-        replica = Replica(conn, end_lsn, end_lsn)
+        replica = Replica(conn, end_lsn, end_lsn, member_id)
         header: bytes
         if end_lsn < log_.first_lsn:
             snapshots = list_snapshots(self.server.durability.directory)
@@ -172,7 +245,9 @@ class Replication:
             header = b"+STREAM %d\r\n" % end_lsn
         self.replicas[id(conn)] = replica
         conn.replica = replica
-        log.info("slave %s attached at LSN %d", conn.ctx.addr, replica.next_lsn)
+        log.info(
+            "slave %s (%s) attached at LSN %d", member_id or "?", conn.ctx.addr, replica.next_lsn
+        )
         return header
 
     def on_log_write(self, data: bytes, start_lsn: int) -> None:
@@ -233,10 +308,20 @@ class Replication:
         self.replicas.clear()
 
     def commit_lsn(self, end_lsn: int) -> int:
-        """Highest LSN acknowledged by `quorum` slaves (everything, without a quorum).
+        """Highest LSN acknowledged by every voter, or by `quorum` slaves without a voter
+        list (everything, with neither).
 
         Never goes back: what was committed under a smaller quorum stays committed.
         """
+        voters = self.voters
+        if voters is not None:
+            if not voters:
+                self.committed = end_lsn
+                return end_lsn
+            acked = {r.member_id: r.acked_lsn for r in self.replicas.values()}
+            if voters <= acked.keys():
+                self.committed = max(self.committed, min(acked[v] for v in voters))
+            return self.committed
         if self.quorum <= 0:
             self.committed = end_lsn
             return end_lsn
@@ -287,6 +372,7 @@ class Replication:
                 b"%d" % self.epoch,
                 b"%d" % log_.end_lsn,
                 b"%d" % self.synced_epoch,
+                self.member_id.encode(),
             ]
             await stream.send_all(encode_command(sync))
             buf = b""
@@ -376,22 +462,28 @@ class Replication:
             ("epoch", self.epoch),
             ("synced_epoch", self.synced_epoch),
             ("quorum", self.quorum),
+            ("member_id", self.member_id),
+            ("seq", f"{self.last_seq[0]}.{self.last_seq[1]}"),
         ]
         log_ = self.server.durability.log
         if self.role == "master":
             fields.append(("epoch_start_lsn", self.epoch_start_lsn))
             fields.append(("connected_slaves", len(self.replicas)))
+            if self.voters is not None:
+                fields.append(("voters", ",".join(sorted(self.voters)) or "-"))
             fields.append(("commit_lsn", self.commit_lsn(log_.end_lsn)))
             for i, replica in enumerate(self.replicas.values()):
                 lag = log_.end_lsn - replica.acked_lsn
                 fields.append(
                     (
                         f"slave{i}",
-                        f"addr={replica.conn.ctx.addr},acked_lsn={replica.acked_lsn},lag={lag}",
+                        f"id={replica.member_id or '?'},addr={replica.conn.ctx.addr},"
+                        f"acked_lsn={replica.acked_lsn},lag={lag}",
                     )
                 )
-        elif self.role == "slave" and self.master is not None:
-            fields.append(("master", f"{self.master[0]}:{self.master[1]}"))
+        elif self.role == "slave":
+            master = f"{self.master[0]}:{self.master[1]}" if self.master is not None else "-"
+            fields.append(("master", master))
             fields.append(("master_link", self.slave_state))
             fields.append(("applied_lsn", self.slave_applied_lsn))
         return fields

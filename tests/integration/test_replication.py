@@ -19,8 +19,11 @@ import redis
 from tests.procs import start_pgserver, stop
 
 
-def role(port: int, *args: str | int) -> None:
-    assert redis.Redis(port=port).execute_command("TSR.ROLE", *args) in (b"OK", "OK", True)  # type: ignore[no-untyped-call]
+def role(port: int, *args: str | int) -> int:
+    """TSR.ROLE as the confmaster sends it; the reply is the pgserver's log end LSN."""
+    lsn = redis.Redis(port=port).execute_command("TSR.ROLE", *args)  # type: ignore[no-untyped-call]
+    assert isinstance(lsn, int) and lsn >= 0
+    return lsn
 
 
 def info(port: int) -> dict[str, object]:
@@ -104,6 +107,77 @@ def test_writes_wait_for_the_quorum(tmp_path: Path) -> None:
             assert sock.recv(100) == b"+OK\r\n"
     finally:
         stop(master)
+
+
+def _held(sock: socket.socket, request: bytes) -> None:
+    """Send a write and check that no reply comes within half a second."""
+    sock.sendall(request)
+    sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        sock.recv(100)
+    sock.settimeout(5)
+
+
+def test_writes_wait_for_every_named_voter(tmp_path: Path) -> None:
+    master, m_port = start_pgserver(tmp_path / "m", None, "--managed")
+    a, a_port = start_pgserver(tmp_path / "a", None, "--managed")
+    b, b_port = start_pgserver(tmp_path / "b", None, "--managed")
+    try:
+        role(m_port, "MASTER", 1, "VOTERS", "A", "ID", "M")
+        for port, ident in ((a_port, "A"), (b_port, "B")):
+            role(port, "SLAVE", 1, f"127.0.0.1:{m_port}", "ID", ident)
+        client = redis.Redis(port=m_port, socket_timeout=5)
+        wait_until(lambda: info(m_port)["connected_slaves"] == 2, 5, "both slaves")
+        b.send_signal(signal.SIGSTOP)  # not a voter: writes go on without it
+        try:
+            assert client.set("k", "1")
+        finally:
+            b.send_signal(signal.SIGCONT)
+        a.send_signal(signal.SIGSTOP)  # the voter is paused: writes wait for it
+        try:
+            with socket.create_connection(("127.0.0.1", m_port), timeout=5) as sock:
+                _held(sock, b"SET k 2\r\n")
+                lsn = redis.Redis(port=m_port).execute_command("TSR.SETQUORUM", 1, "B")  # type: ignore[no-untyped-call]
+                assert sock.recv(100) == b"+OK\r\n"  # B has it: acknowledged
+                assert lsn == info(m_port)["log_end_lsn"]
+        finally:
+            a.send_signal(signal.SIGCONT)
+        fields = info(m_port)
+        assert fields["voters"] == "B"
+        slaves = [fields["slave0"], fields["slave1"]]
+        assert sorted(s["id"] for s in slaves) == ["A", "B"]  # type: ignore[index]
+    finally:
+        for proc in (master, a, b):
+            stop(proc)
+
+
+def test_a_slave_on_hold_stops_acknowledging(pair: tuple) -> None:  # type: ignore[type-arg]
+    _master, m_port, _slave, s_port, _ = pair
+    role(m_port, "MASTER", 1, "VOTERS", "S", "ID", "M")
+    role(s_port, "SLAVE", 1, f"127.0.0.1:{m_port}", "ID", "S")
+    client = redis.Redis(port=m_port, socket_timeout=5)
+    wait_until(lambda: info(m_port)["connected_slaves"] == 1, 5, "the slave to attach")
+    assert client.set("before", "1")
+    held_lsn = role(s_port, "SLAVE", 1, "-")
+    assert held_lsn == info(s_port)["log_end_lsn"]
+    assert info(s_port)["master_link"] == "on hold"
+    with socket.create_connection(("127.0.0.1", m_port), timeout=5) as sock:
+        _held(sock, b"SET during 1\r\n")
+        assert info(s_port)["log_end_lsn"] == held_lsn  # nothing arrives while on hold
+        role(s_port, "SLAVE", 1, f"127.0.0.1:{m_port}")  # follows again: the write commits
+        assert sock.recv(100) == b"+OK\r\n"
+
+
+def test_commands_of_an_older_confmaster_leader_are_refused(pair: tuple) -> None:  # type: ignore[type-arg]
+    _master, m_port, _slave, _s_port, _ = pair
+    role(m_port, "MASTER", 1, "VOTERS", "-", "SEQ", 2, 5)
+    for seq in ((2, 5), (2, 4), (1, 9)):
+        with pytest.raises(redis.ResponseError, match="stale command seq"):
+            role(m_port, "SLAVE", 1, "127.0.0.1:1", "SEQ", *seq)
+    assert info(m_port)["role"] == "master"
+    role(m_port, "MASTER", 1, "VOTERS", "-", "SEQ", 3, 1)  # a newer leader
+    with pytest.raises(redis.ResponseError, match="syntax"):
+        role(m_port, "MASTER", 1, "VOTERS")
 
 
 def test_stale_epochs_are_refused(pair: tuple) -> None:  # type: ignore[type-arg]
