@@ -148,6 +148,7 @@ class Replication:
         if epoch < self.epoch:
             raise CommandError(f"ERR stale epoch {epoch}: this pgserver is at epoch {self.epoch}")
         self.check_seq(seq)
+        renamed = bool(member_id) and member_id != self.member_id
         if member_id:
             self.member_id = member_id
         server = self.server
@@ -181,6 +182,8 @@ class Replication:
                 target = (host, int(port))
             if self.role == "slave" and epoch == self.epoch and self.master == target:
                 self._save()
+                if renamed:  # the master must learn the new name: sync again
+                    self._start_following()
                 return
             self._stop_following()
             self._drop_replicas()
