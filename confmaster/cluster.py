@@ -167,8 +167,8 @@ def remove_pg(state: ClusterState, pg: int) -> list[Change]:
     return [(pg_path(state.meta.name, pg), None)]
 
 
-def add_pgserver(state: ClusterState, pg: int, host: str, port: int) -> list[Change]:
-    """Register a pgserver in a PG; the first member of a PG becomes its master."""
+def register_pgserver(state: ClusterState, pg: int, host: str, port: int) -> list[Change]:
+    """The pgserver's node; the PG's failover machine then makes it a member."""
     if pg not in state.pgs:
         raise ClusterError(f"PG {pg} does not exist")
     pgs_id = f"{host}:{port}"
@@ -176,46 +176,36 @@ def add_pgserver(state: ClusterState, pg: int, host: str, port: int) -> list[Cha
         raise ClusterError(
             f"pgserver {pgs_id} is already registered (PG {state.pgservers[pgs_id].pg})"
         )
-    group = state.pgs[pg]
-    is_master = group.master is None
-    server = PgServerPayload(
-        id=pgs_id, pg=pg, host=host, port=port, role="master" if is_master else "slave"
-    )
-    members = [*group.members, pgs_id]
-    updated = group.model_copy(
-        update={
-            "members": members,
-            "master": pgs_id if is_master else group.master,
-            "epoch": group.epoch + 1 if is_master else group.epoch,
-            "quorum": len(members) - 1,
-        }
-    )
-    changes: list[Change] = [
-        (pgserver_path(state.meta.name, pgs_id), server),
-        (pg_path(state.meta.name, pg), updated),
+    return [
+        (
+            pgserver_path(state.meta.name, pgs_id),
+            PgServerPayload(id=pgs_id, pg=pg, host=host, port=port),
+        )
     ]
-    return changes + route_changes(state.apply(changes))
 
 
-def remove_pgserver(state: ClusterState, pgs_id: str) -> list[Change]:
+def unregister_pgserver(state: ClusterState, pgs_id: str) -> list[Change]:
+    """Drop the node of a pgserver that is no longer a member of its PG."""
     server = state.pgservers.get(pgs_id)
     if server is None:
         raise ClusterError(f"pgserver {pgs_id} is not registered")
-    group = state.pgs[server.pg]
-    if group.master == pgs_id and len(group.members) > 1:
-        raise ClusterError(f"pgserver {pgs_id} is the master of PG {server.pg}; fail over first")
-    members = [m for m in group.members if m != pgs_id]
-    updated = group.model_copy(
-        update={
-            "members": members,
-            "master": None if group.master == pgs_id else group.master,
-            "quorum": max(len(members) - 1, 0),
-        }
-    )
-    changes: list[Change] = [
-        (pgserver_path(state.meta.name, pgs_id), None),
-        (pg_path(state.meta.name, server.pg), updated),
-    ]
+    group = state.pgs.get(server.pg)
+    if group is not None and pgs_id in group.members:
+        raise ClusterError(f"pgserver {pgs_id} is still a member of PG {server.pg}")
+    return [(pgserver_path(state.meta.name, pgs_id), None)]
+
+
+def pg_record_changes(state: ClusterState, pg: PgPayload) -> list[Change]:
+    """Writing a PG record: the record, its members' roles, and the route if it changed."""
+    if pg.id not in state.pgs:
+        raise ClusterError(f"PG {pg.id} does not exist")
+    name = state.meta.name
+    changes: list[Change] = [(pg_path(name, pg.id), pg)]
+    for member in pg.members:
+        server = state.pgservers.get(member)
+        role = "master" if member == pg.master else "slave"
+        if server is not None and server.role != role:
+            changes.append((pgserver_path(name, member), server.model_copy(update={"role": role})))
     return changes + route_changes(state.apply(changes))
 
 

@@ -25,15 +25,17 @@ from confmaster.cluster import (
     ClusterState,
     add_gateway,
     add_pg,
-    add_pgserver,
     create_cluster,
     mark_gateway,
     mark_pgserver,
+    register_pgserver,
     remove_gateway,
     remove_pg,
-    remove_pgserver,
     set_map,
+    unregister_pgserver,
 )
+from confmaster.driver import FailoverDriver
+from confmaster.failover import FailoverConfig, ManualFailover, MemberAdded, MemberRemoved
 from confmaster.http import HttpError, Request, Response, serve_http
 from tessera.errors import CoordinationError
 from tessera.layout import (
@@ -57,7 +59,6 @@ from tessera.layout import (
     pgservers_path,
     route_path,
 )
-from tessera.resp import encode_command
 from tessera.zk import CheckOp, CreateOp, DeleteOp, Leadership, NoNodeError, SetOp, ZkClient
 
 log = logging.getLogger("tessera.confmaster")
@@ -71,8 +72,10 @@ class ConfmasterConfig(BaseModel):
     bind: str = "127.0.0.1"
     port: int = Field(default=1122, ge=0, le=65535)
     instance_id: str = ""
-    heartbeat_interval_ms: int = Field(default=500, ge=10)
-    heartbeat_timeout_ms: int = Field(default=2000, ge=50)
+    # A master is failed over after heartbeat_timeout_ms without an answer: with these
+    # defaults writes are served again ~1.5 s after it dies (docs/benchmarks.md).
+    heartbeat_interval_ms: int = Field(default=200, ge=10)
+    heartbeat_timeout_ms: int = Field(default=1000, ge=50)
     zk_session_timeout_ms: int = Field(default=4000, ge=1000)  # bounds leader takeover time
 
 
@@ -88,10 +91,10 @@ class Confmaster:
         self.epoch = 0
         self.leadership: Leadership | None = None
         self.leader_api = ""
-        self._lock = trio.Lock()
+        self.lock = trio.Lock()
         self._last_ok: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
-        self._roles_sent: dict[str, tuple[list[bytes], float]] = {}
+        self.driver: FailoverDriver | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,15 +154,23 @@ class Confmaster:
                 await leadership.resign()
                 continue
             self.leader_api = self.api_address
-            self.is_leader = True
             log.info("confmaster %s is the leader (epoch %d)", self.instance_id, self.epoch)
             try:
                 async with trio.open_nursery() as nursery:
+                    interval = self.config.heartbeat_interval_ms
+                    failover = FailoverConfig(
+                        timeout_ms=self.config.heartbeat_timeout_ms,
+                        retry_ms=max(2 * interval, 500),
+                    )
+                    self.driver = FailoverDriver(self, failover)
+                    await nursery.start(self.driver.run)
+                    self.is_leader = True
                     nursery.start_soon(self._heartbeats)
                     await leadership.lost.wait()
                     nursery.cancel_scope.cancel()
             finally:
                 self.is_leader = False
+                self.driver = None
                 log.warning(
                     "confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch
                 )
@@ -237,85 +248,60 @@ class Confmaster:
             await trio.sleep_until(started + interval)
 
     async def _beat_cluster(self, name: str) -> None:
+        """Probe every pgserver and gateway, record up/down, and drive the PGs' failover."""
         state = await self.read_state(name)
         timeout = self.config.heartbeat_timeout_ms / 1000
+        probe_timeout = min(timeout / 2, max(self.config.heartbeat_interval_ms / 1000, 0.1))
         now = time.monotonic()
         results: dict[str, Probe] = {}
 
         async def run_probe(key: str, host: str, port: int, info: bool) -> None:
-            results[key] = await _ping(host, port, timeout / 2, info)
+            results[key] = await _ping(host, port, probe_timeout, info)
 
         async with trio.open_nursery() as nursery:
             for pgs_id, server in state.pgservers.items():
                 nursery.start_soon(run_probe, "pgs/" + pgs_id, server.host, server.port, True)
             for gw_id, gateway in state.gateways.items():
                 nursery.start_soon(run_probe, "gw/" + gw_id, gateway.host, gateway.port, False)
-        changes: list[Change] = []
-        for key, result in results.items():
-            kind, ident = key.split("/", 1)
-            ok, lsn = result.ok, result.lsn
-            if ok:
-                self._last_ok[key] = now
-            alive = now - self._last_ok.setdefault(key, now) < timeout
-            current = state.pgservers[ident].state if kind == "pgs" else state.gateways[ident].state
-            refresh = now - self._last_written.get(key, 0) > 10
-            if (alive and (current != "up" or refresh)) or (not alive and current != "down"):
-                self._last_written[key] = now
-                if kind == "pgs":
-                    changes += mark_pgserver(state, ident, alive, _now_ms(), lsn)
-                else:
-                    changes += mark_gateway(state, ident, alive, _now_ms())
-                if current != ("up" if alive else "down"):
-                    log.info(
-                        "%s %s is %s",
-                        "pgserver" if kind == "pgs" else "gateway",
-                        ident,
-                        "up" if alive else "down",
-                    )
-        async with self._lock:
+        async with self.lock:
+            state = await self.read_state(name)  # as of now: the API may have changed it
+            changes: list[Change] = []
+            for key, result in results.items():
+                kind, ident = key.split("/", 1)
+                table = state.pgservers if kind == "pgs" else state.gateways
+                if ident not in table:
+                    continue
+                if result.ok:
+                    self._last_ok[key] = now
+                alive = now - self._last_ok.setdefault(key, now) < timeout
+                current = table[ident].state
+                refresh = now - self._last_written.get(key, 0) > 10
+                if (alive and (current != "up" or refresh)) or (not alive and current != "down"):
+                    self._last_written[key] = now
+                    if kind == "pgs":
+                        changes += mark_pgserver(state, ident, alive, _now_ms(), result.lsn)
+                    else:
+                        changes += mark_gateway(state, ident, alive, _now_ms())
+                    if current != ("up" if alive else "down"):
+                        what = "pgserver" if kind == "pgs" else "gateway"
+                        log.info("%s %s is %s", what, ident, "up" if alive else "down")
             await self.write(changes)
-        await self._assign_roles(state, results)
+            await self._drive_failover(state.apply(changes), results)
 
-    async def _assign_roles(self, state: ClusterState, results: dict[str, Probe]) -> None:
-        """Tell pgservers the role ZooKeeper says they have when they report another one.
-
-        The master's quorum is the number of its slaves that answer heartbeats, so a dead
-        slave does not stall writes and a returning one is waited for again.
-        """
-        now = time.monotonic()
-        for pg in state.pgs.values():
-            if pg.master is None or pg.master not in state.pgservers:
-                continue
-            master = state.pgservers[pg.master]
-            live_slaves = [
-                m for m in pg.members if m != pg.master and results.get("pgs/" + m, Probe()).ok
-            ]
-            wanted: dict[str, list[bytes]] = {
-                pg.master: [b"TSR.ROLE", b"MASTER", b"%d" % pg.epoch, b"%d" % len(live_slaves)]
-            }
-            for member in live_slaves:
-                wanted[member] = [
-                    b"TSR.ROLE",
-                    b"SLAVE",
-                    b"%d" % pg.epoch,
-                    f"{master.host}:{master.port}".encode(),
-                ]
-            for member, argv in wanted.items():
-                probe = results.get("pgs/" + member, Probe())
-                if not probe.ok:
-                    continue
-                role = "master" if member == pg.master else "slave"
-                sent = self._roles_sent.get(member)
-                current = probe.role == role and probe.epoch == pg.epoch
-                if current and sent is not None and sent[0] == argv:
-                    continue
-                if sent is not None and sent[0] == argv and now - sent[1] < 1.0:
-                    continue
-                server = state.pgservers[member]
-                reply = await send_role(server.host, server.port, argv)
-                self._roles_sent[member] = (argv, now)
-                if reply.startswith("-"):
-                    log.warning("pgserver %s refused %s: %s", member, argv[1:], reply)
+    async def _drive_failover(self, state: ClusterState, results: dict[str, Probe]) -> None:
+        """Heartbeats and a clock tick into each PG's failover machine (lock held)."""
+        driver = self.driver
+        if driver is None:
+            return
+        for key in driver.sync(state):
+            await driver.start(key, state.pgs[key[1]])
+        for pg_id, pg in state.pgs.items():
+            key = (state.meta.name, pg_id)
+            for member in pg.members:
+                probe = results.get("pgs/" + member)
+                if probe is not None:
+                    await driver.heartbeat(key, member, probe)
+            await driver.tick(key)
 
     # ------------------------------------------------------------------ API
 
@@ -337,7 +323,7 @@ class Confmaster:
                 return Response(
                     421, {"error": "this confmaster is not the leader", "leader": self.leader_api}
                 )
-            async with self._lock:
+            async with self.lock:
                 try:
                     return await self._mutate(method, parts, request.body or {})
                 except ClusterError as exc:
@@ -378,9 +364,20 @@ class Confmaster:
         elif what == "pgs" and method == "DELETE" and len(parts) == 4:
             changes = remove_pg(state, int(parts[3]))
         elif what == "pgservers" and method == "POST" and len(parts) == 3:
-            changes = add_pgserver(state, int(body["pg"]), str(body["host"]), int(body["port"]))
+            pg = int(body["pg"])
+            await self.write(register_pgserver(state, pg, str(body["host"]), int(body["port"])))
+            pgs_id = f"{body['host']}:{body['port']}"
+            await self._membership(parts[1], pg, MemberAdded(0, pgs_id))
+            return Response(200, await self._status(await self.read_state(parts[1])))
         elif what == "pgservers" and method == "DELETE" and len(parts) == 4:
-            changes = remove_pgserver(state, parts[3])
+            server = state.pgservers.get(parts[3])
+            if server is None:
+                raise ClusterError(f"pgserver {parts[3]} is not registered")
+            if server.pg in state.pgs and parts[3] in state.pgs[server.pg].members:
+                await self._membership(parts[1], server.pg, MemberRemoved(0, parts[3]))
+            changes = unregister_pgserver(await self.read_state(parts[1]), parts[3])
+        elif what == "pgs" and method == "POST" and len(parts) == 5 and parts[4] == "failover":
+            return await self._manual_failover(parts[1], int(parts[3]), body.get("to"))
         elif what == "gateways" and method == "POST" and len(parts) == 3:
             changes = add_gateway(
                 state,
@@ -396,6 +393,39 @@ class Confmaster:
             raise HttpError(404, f"no such endpoint: {method} /{'/'.join(parts)}")
         await self.write(changes)
         return Response(200, await self._status(await self.read_state(parts[1])))
+
+    async def _membership(self, name: str, pg: int, event: MemberAdded | MemberRemoved) -> None:
+        """Add or remove a member through the PG's failover machine (lock held)."""
+        driver = self.driver
+        if driver is None:
+            raise HttpError(421, "not the leader")
+        state = await self.read_state(name)
+        for key in driver.sync(state):
+            await driver.start(key, state.pgs[key[1]])
+        said = await driver.handle((name, pg), event)
+        members = (await self.read_state(name)).pgs[pg].members
+        wanted = isinstance(event, MemberAdded)
+        if (event.pgs_id in members) != wanted:
+            raise ClusterError("; ".join(said) or "the PG record could not be written")
+
+    async def _manual_failover(self, name: str, pg: int, to: object) -> Response:
+        driver = self.driver
+        if driver is None:
+            raise HttpError(421, "not the leader")
+        state = await self.read_state(name)
+        if pg not in state.pgs:
+            raise HttpError(404, f"PG {pg} does not exist")
+        for key in driver.sync(state):
+            await driver.start(key, state.pgs[key[1]])
+        before = state.pgs[pg]
+        said = await driver.handle((name, pg), ManualFailover(0, str(to) if to else None))
+        after = (await self.read_state(name)).pgs[pg]
+        if after.epoch == before.epoch:
+            raise ClusterError("; ".join(said) or "failover refused")
+        return Response(
+            200,
+            {"pg": pg, "old_master": before.master, "master": after.master, "epoch": after.epoch},
+        )
 
     async def _create_cluster(self, name: str, changes: list[Change]) -> None:
         if self.leadership is None:
@@ -440,6 +470,7 @@ class Probe:
     lsn: int | None = None
     role: str | None = None
     epoch: int | None = None
+    synced_epoch: int | None = None  # the epoch its log was last synced in
 
 
 async def _ping(host: str, port: int, timeout_s: float, info: bool) -> Probe:
@@ -473,27 +504,13 @@ async def _ping(host: str, port: int, timeout_s: float, info: bool) -> Probe:
                             lsn=int(fields[b"log_end_lsn"]) if b"log_end_lsn" in fields else None,
                             role=fields[b"role"].decode() if b"role" in fields else None,
                             epoch=int(fields[b"epoch"]) if b"epoch" in fields else None,
+                            synced_epoch=_int_field(fields, b"synced_epoch"),
                         )
     return Probe()
 
 
-async def send_role(host: str, port: int, argv: list[bytes], timeout_s: float = 2.0) -> str:
-    """Send one TSR.ROLE to a pgserver; returns its reply line."""
-    with trio.move_on_after(timeout_s):
-        try:
-            stream = await trio.open_tcp_stream(host, port)
-        except OSError as exc:
-            return f"-ERR {exc}"
-        async with stream:
-            await stream.send_all(encode_command(argv))
-            data = b""
-            while b"\r\n" not in data:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
-    return "-ERR timeout"
+def _int_field(fields: dict[bytes, bytes], name: bytes) -> int | None:
+    return int(fields[name]) if name in fields else None
 
 
 def _now_ms() -> int:

@@ -9,14 +9,15 @@ from confmaster.cluster import (
     ClusterState,
     add_gateway,
     add_pg,
-    add_pgserver,
     create_cluster,
     even_split,
     owners,
+    pg_record_changes,
     reassign,
+    register_pgserver,
     remove_pg,
-    remove_pgserver,
     set_map,
+    unregister_pgserver,
 )
 from tessera.layout import ClusterMeta, PartitionMapPayload, PgPayload, RoutePayload
 
@@ -50,29 +51,46 @@ def test_owners_rejects_gaps_and_overlaps() -> None:
         owners([(0, 8192, 0)])
 
 
+def join(state: ClusterState, pg: int, host: str, port: int) -> ClusterState:
+    """Register a pgserver and make it a member, as the failover machine does: the first
+    member of a PG becomes its master at a new epoch."""
+    state = state.apply(register_pgserver(state, pg, host, port))
+    group = state.pgs[pg]
+    pgs_id = f"{host}:{port}"
+    update: dict[str, object] = {"members": [*group.members, pgs_id]}
+    if group.master is None:
+        update.update(master=pgs_id, epoch=group.epoch + 1)
+    return state.apply(pg_record_changes(state, group.model_copy(update=update)))
+
+
 def test_route_appears_once_every_pg_has_a_master() -> None:
     state = new_cluster()
-    first = add_pgserver(state, 0, "127.0.0.1", 7000)
-    state = state.apply(first)
+    state = state.apply(register_pgserver(state, 0, "127.0.0.1", 7000))
+    assert state.pgs[0].members == []  # registered, not yet a member
+    assert state.pgservers["127.0.0.1:7000"].role == "none"
+    state = join(new_cluster(), 0, "127.0.0.1", 7000)
     assert state.pgs[0].master == "127.0.0.1:7000"
-    assert state.pgs[0].epoch == 1
+    assert state.pgservers["127.0.0.1:7000"].role == "master"
     assert state.route is None  # PG 1 has no master yet
-    state = state.apply(add_pgserver(state, 1, "127.0.0.1", 7001))
+    state = join(state, 1, "127.0.0.1", 7001)
     assert isinstance(state.route, RoutePayload)
     assert state.route.ranges == [(0, 4095, "127.0.0.1:7000"), (4096, 8191, "127.0.0.1:7001")]
     assert state.route.version == 1
-    state = state.apply(add_pgserver(state, 1, "127.0.0.1", 7002))
+    state = join(state, 1, "127.0.0.1", 7002)
     assert state.pgs[1].members == ["127.0.0.1:7001", "127.0.0.1:7002"]
-    assert state.pgs[1].quorum == 1
     assert state.pgservers["127.0.0.1:7002"].role == "slave"
     assert isinstance(state.route, RoutePayload)
     assert state.route.version == 1  # a slave does not change routing
+    failover = state.pgs[1].model_copy(update={"master": "127.0.0.1:7002", "epoch": 2})
+    state = state.apply(pg_record_changes(state, failover))
+    assert state.route is not None
+    assert state.route.version == 2
+    assert state.route.ranges[1] == (4096, 8191, "127.0.0.1:7002")
+    assert state.pgservers["127.0.0.1:7001"].role == "slave"
 
 
 def test_map_changes_bump_versions_and_route() -> None:
-    state = new_cluster()
-    state = state.apply(add_pgserver(state, 0, "h", 1))
-    state = state.apply(add_pgserver(state, 1, "h", 2))
+    state = join(join(new_cluster(), 0, "h", 1), 1, "h", 2)
     assert state.route is not None
     state = state.apply(set_map(state, reassign(state.map.ranges, [(0, 2047, 1)])))
     assert state.map.version == 2
@@ -90,16 +108,20 @@ def test_removals_are_guarded() -> None:
         remove_pg(state, 0)
     state = state.apply(remove_pg(state, 2))
     assert set(state.pgs) == {0, 1}
-    state = state.apply(add_pgserver(state, 0, "h", 1))
-    state = state.apply(add_pgserver(state, 0, "h", 2))
-    with pytest.raises(ClusterError, match="is the master"):
-        remove_pgserver(state, "h:1")
-    state = state.apply(remove_pgserver(state, "h:2"))
-    assert state.pgs[0].members == ["h:1"]
+    state = join(join(state, 0, "h", 1), 0, "h", 2)
+    with pytest.raises(ClusterError, match="still a member"):
+        unregister_pgserver(state, "h:2")
+    unowned = state.apply(set_map(state, [(0, 8191, 1)]))
+    with pytest.raises(ClusterError, match="still has pgservers"):
+        remove_pg(unowned, 0)
+    left = state.pgs[0].model_copy(update={"members": ["h:1"]})
+    state = state.apply(pg_record_changes(state, left))
+    state = state.apply(unregister_pgserver(state, "h:2"))
+    assert "h:2" not in state.pgservers
     with pytest.raises(ClusterError, match="already registered"):
-        add_pgserver(state, 1, "h", 1)
+        register_pgserver(state, 1, "h", 1)
     with pytest.raises(ClusterError, match="does not exist"):
-        add_pgserver(state, 9, "h", 3)
+        register_pgserver(state, 9, "h", 3)
 
 
 def test_gateways_and_bad_names() -> None:
