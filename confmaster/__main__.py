@@ -19,8 +19,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=1122, help="operator API port (default 1122)")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--id", default="", help="instance name (default bind:port/pid)")
-    parser.add_argument("--heartbeat-interval-ms", type=int, default=500)
-    parser.add_argument("--heartbeat-timeout-ms", type=int, default=2000)
+    defaults = ConfmasterConfig()
+    parser.add_argument(
+        "--heartbeat-interval-ms",
+        type=int,
+        default=defaults.heartbeat_interval_ms,
+        help=f"probe every member this often (default {defaults.heartbeat_interval_ms})",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout-ms",
+        type=int,
+        default=defaults.heartbeat_timeout_ms,
+        help="a member silent this long is dead; a dead master is failed over "
+        f"(default {defaults.heartbeat_timeout_ms})",
+    )
     add_common_arguments(parser)
     return parser
 

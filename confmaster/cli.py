@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     gw_del = gw_sub.add_parser("del")
     gw_del.add_argument("address")
 
+    failover = sub.add_parser(
+        "failover", help="hand a PG's master role to an in-sync slave (maintenance)"
+    )
+    failover.add_argument("--pg", type=int, required=True)
+    failover.add_argument("--to", help="the slave to promote, HOST:PORT (default: the best)")
+
     map_ = sub.add_parser("map", help="show the partition map")
     map_sub = map_.add_subparsers(dest="action", required=True)
     map_sub.add_parser("show")
@@ -194,6 +200,14 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
         else:
             reply = call(addr, "DELETE", f"{base}/gateways/{host}:{port}")
         return reply, show_status(reply)
+    if args.command == "failover":
+        body = {"to": args.to} if args.to else {}
+        reply = call(addr, "POST", f"{base}/pgs/{args.pg}/failover", body)
+        text = (
+            f"PG {reply['pg']}: master {reply['old_master']} -> {reply['master']}"
+            f" at epoch {reply['epoch']}"
+        )
+        return reply, text
     if args.command == "map":
         reply = call(addr, "GET", base + "/map")
         lines = [f"map version {reply['version']}"]

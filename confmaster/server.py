@@ -245,6 +245,11 @@ class Confmaster:
                     await self._beat_cluster(name)
                 except (CoordinationError, HttpError) as exc:
                     log.warning("heartbeat round for %s failed: %s", name, exc)
+            took = trio.current_time() - started
+            if took > interval:
+                log.info(
+                    "heartbeat round took %.0f ms (interval %.0f)", took * 1000, interval * 1000
+                )
             await trio.sleep_until(started + interval)
 
     async def _beat_cluster(self, name: str) -> None:

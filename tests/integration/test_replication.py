@@ -22,7 +22,8 @@ from tests.procs import start_pgserver, stop
 def role(port: int, *args: str | int) -> int:
     """TSR.ROLE as the confmaster sends it; the reply is the pgserver's log end LSN."""
     lsn = redis.Redis(port=port).execute_command("TSR.ROLE", *args)  # type: ignore[no-untyped-call]
-    assert isinstance(lsn, int) and lsn >= 0
+    assert isinstance(lsn, int)
+    assert lsn >= 0
     return lsn
 
 
