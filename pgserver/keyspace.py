@@ -137,10 +137,16 @@ class Keyspace:
         self.data[key] = value
 
     def delete(self, key: bytes) -> bool:
-        """Remove `key` and its TTL; True if it existed (expired keys count as absent)."""
+        """Remove `key` and its TTL; True if it existed (expired keys count as absent).
+
+        A passive keyspace (a slave) keeps expired keys until its master's DEL arrives:
+        that DEL must remove them even though they already read as absent.
+        """
         if key not in self.data:
             return False
         if self.expires and self._expired(key):
+            if key in self.data:
+                self._remove(key)
             return False
         self._remove(key)
         return True

@@ -372,3 +372,17 @@ def test_partition_ranges(ks: Keyspace, clock: Clock) -> None:
     assert ks.delete_range(p, p) >= 1
     assert b"k1" not in ks.data
     assert b"k1" not in ks.expires
+
+
+def test_slave_applies_its_masters_del_of_an_expired_key(ks: Keyspace, clock: Clock) -> None:
+    """A slave never expires on its own, so the master's DEL is what frees the key."""
+    ks.passive = True
+    ks.set(b"k", b"v")
+    ks.set_expire(b"k", clock.now + 5)
+    _advance(ks, clock, 10)
+    assert ks.get(b"k") is None
+    assert b"k" in ks.data  # passive: still held until the master says so
+    assert ks.delete(b"k") is False  # it already read as absent
+    assert b"k" not in ks.data
+    assert b"k" not in ks.expires
+    assert not ks.by_partition[pn(b"k")]
