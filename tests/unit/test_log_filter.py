@@ -82,15 +82,11 @@ def test_commands_a_gateway_splits_per_group_are_cut_to_the_wanted_keys() -> Non
 def test_other_multi_key_commands_pass_whole_if_any_key_is_wanted() -> None:
     assert _select([b"RENAME", OUT, IN]) == [[b"RENAME", OUT, IN]]
     assert _select([b"SMOVE", OUT, OUT2, b"m"]) == []
-    assert _select([b"ZUNIONSTORE", IN, b"2", OUT, OUT2]) == [
-        [b"ZUNIONSTORE", IN, b"2", OUT, OUT2]
-    ]
+    assert _select([b"ZUNIONSTORE", IN, b"2", OUT, OUT2]) == [[b"ZUNIONSTORE", IN, b"2", OUT, OUT2]]
 
 
 def test_keyless_writes_are_dropped_but_flushall_stops_the_tail() -> None:
-    assert _select([b"TSR.IMPORTING", b"ADD", b"0-10"], [b"SET", IN, b"v"]) == [
-        [b"SET", IN, b"v"]
-    ]
+    assert _select([b"TSR.IMPORTING", b"ADD", b"0-10"], [b"SET", IN, b"v"]) == [[b"SET", IN, b"v"]]
     with pytest.raises(TailStopped, match="FLUSHALL at LSN 100"):
         _select([b"SET", IN, b"v"], [b"flushall"])
     # The log marks such a record as touching every partition, so it is never skipped.

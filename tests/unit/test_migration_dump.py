@@ -15,6 +15,7 @@ from pgserver.dump import estimate_range, key_commands, range_entries, write_dum
 from pgserver.keyspace import Keyspace, Value
 from pgserver.zset import ZSet
 from tessera.partition import pn
+from tessera.resp import encode_command
 from tests.unit.conftest import RecordingServer, Session
 
 load_all()
@@ -147,7 +148,7 @@ def test_estimate_counts_keys_exactly_and_bytes_roughly() -> None:
     keys, size = estimate_range(ks, [(0, 8191)])
     assert keys == len(ks.data)
     exact = sum(
-        len(b"".join(hiredis.pack_command(tuple(argv)) for argv in key_commands(k, v, e)))
+        len(b"".join(encode_command(argv) for argv in key_commands(k, v, e)))
         for k, v, e in range_entries(ks, [(0, 8191)])
     )
     assert exact / 3 < size < exact * 3
