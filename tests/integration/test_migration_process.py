@@ -142,6 +142,21 @@ class Tail:
         self.sock.close()
 
 
+def migration_info(port: int) -> dict[str, str]:
+    """INFO migration as raw text fields (redis-py would turn "1,5" into a list)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(encode_command([b"READONLY"]) + encode_command([b"INFO", b"migration"]))
+        reader = hiredis.Reader()
+        replies: list[object] = []
+        while len(replies) < 2:
+            reader.feed(sock.recv(65536))
+            while (reply := reader.gets()) is not False:
+                replies.append(reply)
+    text = replies[1]
+    assert isinstance(text, bytes)
+    return dict(line.split(":", 1) for line in text.decode().splitlines() if ":" in line)
+
+
 def log_end(client: redis.Redis) -> int:
     return int(client.info("persistence")["log_end_lsn"])
 
@@ -306,11 +321,17 @@ def test_importing_keys_are_hidden_and_kept_until_the_import_ends(tmp_path: Path
         assert all(client.randomkey() in shown for _ in range(50))
         assert call(client, "TSR.COUNT", MOVING)[0] == moving_ttl + moving_plain
         assert client.info("stats")["expired_keys"] == 400 - moving_ttl
+        _lsn, dump_id = start_dump(client, MOVING)
+        read_dump(client, dump_id)
+        assert list((tmp_path / "migration").glob("dump-*"))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc, port = start_pgserver(tmp_path, port)
         client = redis.Redis(port=port)
         assert call(client, "TSR.IMPORTING", "LIST") == MOVING.encode()
+        assert not list((tmp_path / "migration").glob("dump-*"))  # dumps die with a process
+        with pytest.raises(redis.ResponseError, match="no dump"):
+            call(client, "TSR.DUMPSTATUS", dump_id)
         assert call(client, "TSR.COUNT", MOVING)[0] == moving_ttl + moving_plain
         assert client.dbsize() == len(shown)
         call(client, "TSR.IMPORTING", "DEL", MOVING)  # commit: now they live by their TTLs
@@ -426,6 +447,7 @@ def test_delrange_deletes_exactly_the_range_on_master_and_slave(tmp_path: Path) 
         for start in range(0, 200_000, 20_000):
             client.hset(big, mapping={f"f{j}": j for j in range(start, start + 20_000)})
         call(client, "TSR.IMPORTING", "ADD", "8000-8010")  # marks reach the slave
+        call(client, "TSR.FENCE", "ADD", "8100,8102")
         before = {k for k in client.keys("*") if not moving(k)}
         in_range = call(client, "TSR.COUNT", MOVING)[0]
         assert call(client, "TSR.DELRANGE", MOVING) == in_range
@@ -450,7 +472,12 @@ def test_delrange_deletes_exactly_the_range_on_master_and_slave(tmp_path: Path) 
         )
         assert set(reader.keys("*")) == before
         assert reader.dbsize() == client.dbsize()
-        assert reader.info("migration")["importing_ranges"] == "8000-8010"
+        marks = migration_info(s_port)
+        assert marks["importing_ranges"] == "8000-8010"
+        assert marks["fenced_ranges"] == "8100,8102"
+        fenced_key = next(f"k:{i}" for i in range(100_000) if pn(f"k:{i}".encode()) == 8102)
+        with pytest.raises(redis.ResponseError, match="partition 8102 is moving"):
+            reader.get(fenced_key)
     finally:
         stop(master)
         stop(slave)
