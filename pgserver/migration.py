@@ -65,6 +65,7 @@ class DumpJob:
     path: Path
     keys: int  # keys in the ranges when it started; the exact number written once done
     started: float
+    fork_ms: float  # how long fork() held the event loop: the dump's only cost to clients
     state: DumpState = "running"
 
     @property
@@ -155,6 +156,7 @@ class Migration:
         job_id = os.urandom(4).hex()
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"dump-{job_id}.resp"
+        before = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: write and leave without running any parent cleanup
             status = 1
@@ -164,10 +166,19 @@ class Migration:
                 status = 0
             finally:
                 os._exit(status)
-        job = DumpJob(job_id, pid, lsn, format_ranges(list(ranges)), path, keys, time.time())
+        fork_ms = (time.perf_counter() - before) * 1000
+        ranges_text = format_ranges(list(ranges))
+        job = DumpJob(job_id, pid, lsn, ranges_text, path, keys, time.time(), fork_ms)
         self.dumps[job_id] = job
         self._work.set()
-        log.info("dump %s of %s at LSN %d started in child %d", job_id, job.ranges, lsn, pid)
+        log.info(
+            "dump %s of %s at LSN %d started in child %d (fork took %.1f ms)",
+            job_id,
+            job.ranges,
+            lsn,
+            pid,
+            fork_ms,
+        )
         return job
 
     def dump(self, job_id: bytes) -> DumpJob:
@@ -405,7 +416,8 @@ class Migration:
             fields.append(
                 (
                     f"dump_{job.id}",
-                    f"state={job.state},lsn={job.lsn},keys={job.keys},bytes={job.size()}",
+                    f"state={job.state},lsn={job.lsn},keys={job.keys},bytes={job.size()},"
+                    f"fork_ms={job.fork_ms:.3f}",
                 )
             )
         fields.append(("tails", len(self.tails)))

@@ -101,7 +101,8 @@ def tsr_dump(ctx: Context, argv: list[bytes]) -> object:
 
 @internal("tsr.dumpstatus", 2)
 def tsr_dumpstatus(ctx: Context, argv: list[bytes]) -> object:
-    """TSR.DUMPSTATUS <id> -> map: state (running|done|failed), lsn, ranges, keys, bytes."""
+    """TSR.DUMPSTATUS <id> -> map: state (running|done|failed), lsn, ranges, keys, bytes,
+    fork_ms."""
     job = ctx.server.migration.dump(argv[1])
     return Map(
         [
@@ -110,6 +111,7 @@ def tsr_dumpstatus(ctx: Context, argv: list[bytes]) -> object:
             (b"ranges", job.ranges.encode()),
             (b"keys", job.keys),
             (b"bytes", job.size()),
+            (b"fork_ms", f"{job.fork_ms:.3f}".encode()),
         ]
     )
 

@@ -512,7 +512,8 @@ def test_dump_of_a_million_keys_does_not_stall_clients(tmp_path: Path) -> None:
         assert status[b"keys"] == 1_000_000
         assert status[b"bytes"] > 100_000_000
         # Generous bound for a loaded CI box, as for the checkpoint stall test.
-        assert worst < 0.25, f"a client waited {worst * 1000:.0f} ms during the dump"
+        fork_ms = float(status[b"fork_ms"])
+        assert worst < 0.25, f"a client waited {worst * 1000:.0f} ms (fork {fork_ms:.1f} ms)"
         assert call(client, "TSR.DUMPDROP", dump_id) == 1
         assert not list((tmp_path / "migration").glob("dump-*"))
     finally:
