@@ -3,16 +3,25 @@
 Format (little-endian), versioned and checksummed, no pickle:
     header  magic "TSNAP\\r\\n\\0", u16 version, 6 pad, u64 lsn, u64 timestamp_ms,
             u16 first_pn, u16 last_pn, u32 crc32 of the preceding header bytes
+    marks   (version 2) u32 length, a JSON object {"importing": ranges, "fenced": ranges},
+            u32 crc32 of it: partition state that is not in any key
     blocks  u32 length, u32 crc32(data), data = entries; a block of length 0 ends the body
     trailer u64 entry count, u32 crc32 of the count
 Entry: u8 type, i64 expire_ms (-1: none), u32 key length, key, then the value:
     string: u32 len + bytes;  hash: u32 n, n * (field, value);  list/set: u32 n, n * item;
     zset: u32 n, n * (member, f64 score); every item as u32 len + bytes. Type 5 is a small
     (listpack) sorted set, 6 a large one: the difference shows in -0 scores and OBJECT ENCODING.
+
+Why the migration marks live here and not in a side file: a checkpoint lets the log before
+it be deleted, and the marks were set by log records; a slave too far behind receives only
+the checkpoint file and the log after it (full sync). Keeping them in the header keeps the
+rule "checkpoint + log after it = the whole state" true for them as well, on every node.
+Version 1 files (no marks) are still read.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -27,7 +36,8 @@ from pgserver.zset import ZSet
 from tessera.errors import StorageError
 
 MAGIC: Final = b"TSNAP\r\n\x00"
-VERSION: Final = 1
+VERSION: Final = 2
+_READABLE_VERSIONS: Final = (1, 2)
 _HEADER = struct.Struct("<8sH6xQQHH")
 _CRC = struct.Struct("<I")
 _BLOCK = struct.Struct("<II")
@@ -47,6 +57,8 @@ class SnapshotInfo:
     timestamp_ms: int
     first_pn: int
     last_pn: int
+    importing: str = ""  # migration marks as partition ranges, e.g. "0-2047,4096"
+    fenced: str = ""
 
 
 def _encode_entry(key: bytes, value: Value, expire: int | None, out: list[bytes]) -> None:
@@ -79,6 +91,8 @@ def write_snapshot(path: Path, entries: Iterable[Entry], info: SnapshotInfo) -> 
             MAGIC, VERSION, info.lsn, info.timestamp_ms, info.first_pn, info.last_pn
         )
         f.write(head + _CRC.pack(zlib.crc32(head)))
+        marks = json.dumps({"importing": info.importing, "fenced": info.fenced}).encode()
+        f.write(_U32.pack(len(marks)) + marks + _CRC.pack(zlib.crc32(marks)))
         parts: list[bytes] = []
         size = 0
         for key, value, expire in entries:
@@ -123,15 +137,28 @@ def _read_header(f: BinaryIO, path: Path) -> SnapshotInfo:
     magic, version, lsn, ts, first, last = _HEADER.unpack_from(raw)
     if magic != MAGIC:
         raise StorageError(f"{path}: not a Tessera checkpoint (bad magic)")
-    if version != VERSION:
+    if version not in _READABLE_VERSIONS:
         raise StorageError(
             f"{path}: checkpoint format version {version} is not supported "
-            f"(this pgserver reads version {VERSION})"
+            f"(this pgserver reads versions {', '.join(map(str, _READABLE_VERSIONS))})"
         )
     (crc,) = _CRC.unpack_from(raw, _HEADER.size)
     if zlib.crc32(raw[: _HEADER.size]) != crc:
         raise StorageError(f"{path}: checkpoint header checksum mismatch")
-    return SnapshotInfo(lsn, ts, first, last)
+    if version == 1:
+        return SnapshotInfo(lsn, ts, first, last)
+    size_raw = f.read(_U32.size)
+    size = _U32.unpack(size_raw)[0] if len(size_raw) == _U32.size else -1
+    marks_raw = f.read(size + _CRC.size) if 0 <= size <= 1 << 20 else b""
+    if len(marks_raw) != size + _CRC.size or (
+        zlib.crc32(marks_raw[:size]) != _CRC.unpack_from(marks_raw, size)[0]
+    ):
+        raise StorageError(f"{path}: checkpoint partition marks checksum mismatch")
+    try:
+        marks = json.loads(marks_raw[:size])
+        return SnapshotInfo(lsn, ts, first, last, str(marks["importing"]), str(marks["fenced"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"{path}: checkpoint partition marks are unreadable: {exc}") from exc
 
 
 def read_snapshot(path: Path) -> tuple[SnapshotInfo, Iterator[Entry]]:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pgserver.commands import TABLE, Entry
 from tessera.errors import CommandError
+from tessera.keys import command_keys
+from tessera.partition import pn
 from tessera.resp import encode, encode_error, unknown_command_reply
 
 if TYPE_CHECKING:
@@ -69,18 +71,37 @@ _NOAUTH = b"-NOAUTH Authentication required.\r\n"
 _NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
 
 
-def _refusal(ctx: Context, entry: Entry) -> bytes | None:
-    replication = ctx.server.replication
-    if ctx is ctx.server._replay_ctx:
+def fenced_reply(partition: int) -> bytes:
+    """What a command on a fenced partition gets; gateways recognise the prefix
+    `-TRYAGAIN partition ` and refresh their partition map before retrying."""
+    return encode_error(
+        f"TRYAGAIN partition {partition} is moving to another partition group; "
+        "refresh the partition map and retry"
+    )
+
+
+def _refusal(ctx: Context, entry: Entry, argv: list[bytes]) -> bytes | None:
+    """Why this pgserver may not run `argv` for this client now, if it may not."""
+    server = ctx.server
+    if ctx is server._replay_ctx:
         return None  # the master's log being applied
-    if replication.role == "none":
+    role = server.replication.role
+    if role == "none":
         return encode_error("TRYAGAIN this pgserver has no role yet (waiting for the confmaster)")
-    if entry.write:
-        return encode_error("READONLY You can't write against a read only replica.")
-    if not ctx.readonly_reads:
-        return encode_error(
-            "READONLY this pgserver is a slave; send READONLY first to read possibly stale data"
-        )
+    if role != "master":
+        if entry.write:
+            return encode_error("READONLY You can't write against a read only replica.")
+        if not ctx.readonly_reads:
+            return encode_error(
+                "READONLY this pgserver is a slave; send READONLY first to read possibly stale data"
+            )
+    fenced = server.keyspace.fenced
+    if fenced:
+        # A multi-key command with any fenced key is refused whole.
+        for key in command_keys(argv):
+            partition = pn(key)
+            if fenced.flags[partition]:
+                return fenced_reply(partition)
     return None
 
 
@@ -105,7 +126,7 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
     if entry.data:
         ctx.touched_data = True
         if ctx.server.restricted:
-            refusal = _refusal(ctx, entry)
+            refusal = _refusal(ctx, entry, argv)
             if refusal is not None:
                 return refusal
     arity = entry.arity

@@ -36,6 +36,7 @@ from pgserver.log import ReplicationLog
 from pgserver.log_format import KIND_COMMAND
 from tessera.errors import StorageError
 from tessera.keys import SINGLE_KEY, command_keys
+from tessera.partition import parse_ranges
 from tessera.partition import pn as partition_of
 from tessera.resp import encode_command
 
@@ -98,6 +99,9 @@ class Durability:
         self._pieces: list[list[bytes] | bytes] = []
         self._batch_ts = 0
         self._generation = 0  # bumped by every seal, so marks from before it are void
+        # The oldest LSN a migration still has to read (a dump's start, a tail's position):
+        # checkpoints keep the log from there even beyond --keep-log-mb.
+        self.keep_log_from: Callable[[], int | None] = lambda: None
 
     # ------------------------------------------------------------------ recovery
 
@@ -108,6 +112,9 @@ class Durability:
         """
         started = time.perf_counter()
         self.directory.mkdir(parents=True, exist_ok=True)
+        # The marks are rebuilt like the keys: from the checkpoint, then the log.
+        self.keyspace.importing.clear()
+        self.keyspace.fenced.clear()
         ckpt_lsn, ckpt_keys = self._load_checkpoint()
         self.log.open(start_lsn=ckpt_lsn)
         if self.log.first_lsn > ckpt_lsn:
@@ -156,6 +163,10 @@ class Durability:
                 continue
             self.checkpoint_lsn = info.lsn
             self.checkpoint_time = path.stat().st_mtime
+            if info.importing:
+                self.keyspace.start_importing(parse_ranges(info.importing))
+            if info.fenced:
+                self.keyspace.fenced.add(parse_ranges(info.fenced))
             log.info("loaded checkpoint %s: %d keys at LSN %d", path.name, keys, lsn)
             return info.lsn, keys
         return 0, 0
@@ -241,7 +252,7 @@ class Durability:
         self.write()
         lsn = self.log.end_lsn
         path = self.directory / snapshot_name(lsn)
-        info = SnapshotInfo(lsn, self.keyspace.now, 0, 8191)
+        info = self._snapshot_info(lsn)
         before = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: write and leave without running any parent cleanup
@@ -291,10 +302,14 @@ class Durability:
         write_snapshot(
             path,
             ((k, v, ks.expires.get(k)) for k, v in ks.data.items()),
-            SnapshotInfo(lsn, ks.now, 0, 8191),
+            self._snapshot_info(lsn),
         )
         self.last_checkpoint_seconds = time.time() - started
         self._checkpoint_done(lsn, path)
+
+    def _snapshot_info(self, lsn: int) -> SnapshotInfo:
+        ks = self.keyspace
+        return SnapshotInfo(lsn, ks.now, 0, 8191, str(ks.importing), str(ks.fenced))
 
     def _checkpoint_done(self, lsn: int, path: Path) -> None:
         self.checkpoint_lsn = lsn
@@ -304,7 +319,11 @@ class Durability:
             if old_lsn < lsn:
                 old_path.unlink(missing_ok=True)
         keep = self.config.keep_log_mb * 1024 * 1024
-        removed = self.log.remove_segments_before(lsn - keep)
+        before = lsn - keep
+        needed = self.keep_log_from()
+        if needed is not None:
+            before = min(before, needed)
+        removed = self.log.remove_segments_before(before)
         log.info(
             "checkpoint at LSN %d complete (%s); %d old log segments removed",
             lsn,

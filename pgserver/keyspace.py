@@ -5,11 +5,17 @@ Values are plain Python objects, one type per Redis type:
 Every key is also filed under its partition number, so counting, dumping or deleting a
 partition range costs time proportional to the keys in that range, not to the keyspace.
 Expiry is lazy on access plus an active sweep driven by a heap of deadlines.
+
+Migration marks partitions (docs/migration-pgserver.md): keys of *importing* partitions
+are being copied in from another group, so listings (DBSIZE, KEYS, SCAN, RANDOMKEY) skip
+them and they never expire here (their source logs the DEL); *fenced* partitions are
+being handed over and the dispatcher refuses commands on their keys.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 import time
 from collections import deque
@@ -17,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from pgserver.zset import ZSet
 from tessera.errors import CommandError
-from tessera.partition import PARTITIONS
+from tessera.partition import PARTITIONS, PartitionSet
 from tessera.partition import pn as partition_of
 
 Value = bytes | dict[bytes, bytes] | deque[bytes] | set[bytes] | ZSet
@@ -67,6 +73,13 @@ class Keyspace:
         # its master logs, so replicas never diverge by expiring on their own clock.
         self.passive = False
         self.expired_keys = 0
+        # Migration marks: they outlive FLUSHALL and reloads clear them only to restore
+        # them from the checkpoint and the log (see Durability.recover).
+        self.importing = PartitionSet()
+        self.fenced = PartitionSet()
+        # Deadlines the active sweep reached while their partition was importing: put
+        # back on the heap when the import ends, so those keys then expire as usual.
+        self._parked: list[tuple[int, bytes]] = []
 
     # ------------------------------------------------------------------ time
 
@@ -81,6 +94,8 @@ class Keyspace:
         # As in Redis (keyIsExpired), a key is still alive during its deadline millisecond.
         when = self.expires.get(key)
         if when is not None and when < self.now:
+            if self.importing.count and self.importing.flags[partition_of(key)]:
+                return False  # its source decides; the DEL arrives with the catch-up
             if not self.passive:
                 self._expire(key)
             return True
@@ -137,10 +152,16 @@ class Keyspace:
         self.data[key] = value
 
     def delete(self, key: bytes) -> bool:
-        """Remove `key` and its TTL; True if it existed (expired keys count as absent)."""
+        """Remove `key` and its TTL; True if it existed (expired keys count as absent).
+
+        A passive keyspace (a slave) keeps expired keys until its master's DEL arrives:
+        that DEL must remove them even though they already read as absent.
+        """
         if key not in self.data:
             return False
         if self.expires and self._expired(key):
+            if key in self.data:
+                self._remove(key)
             return False
         self._remove(key)
         return True
@@ -171,6 +192,7 @@ class Keyspace:
         for keys in self.by_partition:
             keys.clear()
         self._deadlines.clear()
+        self._parked.clear()
 
     # ------------------------------------------------------------------ expiry
 
@@ -181,6 +203,7 @@ class Keyspace:
         if len(self._deadlines) > 2 * len(self.expires) + 1024:
             self._deadlines = [(w, k) for k, w in self.expires.items()]
             heapq.heapify(self._deadlines)
+            self._parked.clear()  # the rebuilt heap holds those deadlines again
 
     def get_expire(self, key: bytes) -> int | None:
         return self.expires.get(key)
@@ -217,13 +240,17 @@ class Keyspace:
         stop = timer() + budget_s
         expires = self.expires
         pop = heapq.heappop
+        importing = self.importing.flags if self.importing.count else None
         removed = 0
         steps = 0
         while heap and heap[0][0] < now:
             when, key = pop(heap)
             if expires.get(key) == when:
-                self._expire(key)
-                removed += 1
+                if importing is not None and importing[partition_of(key)]:
+                    self._parked.append((when, key))
+                else:
+                    self._expire(key)
+                    removed += 1
             steps += 1
             if not steps & 7 and timer() >= stop:
                 break
@@ -253,6 +280,58 @@ class Keyspace:
                 removed += 1
         return removed
 
+    def pop_keys(self, partition: int, limit: int) -> list[tuple[bytes, Value]]:
+        """Remove up to `limit` keys of one partition, expired or not; returns them with
+        their values (a background range deletion frees big values a piece at a time)."""
+        keys = self.by_partition[partition]
+        data = self.data
+        expires = self.expires
+        taken: list[tuple[bytes, Value]] = []
+        while keys and len(taken) < limit:
+            key = keys.pop()
+            taken.append((key, data.pop(key)))
+            if expires:
+                expires.pop(key, None)
+        return taken
+
+    # ------------------------------------------------------------------ migration marks
+
+    def start_importing(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Hide these partitions from listings and stop expiring their keys."""
+        return self.importing.add(ranges)
+
+    def stop_importing(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Show these partitions again; their keys expire from now on as any other."""
+        removed = self.importing.remove(ranges)
+        if removed and self._parked:
+            flags = self.importing.flags
+            still: list[tuple[int, bytes]] = []
+            for entry in self._parked:
+                if flags[partition_of(entry[1])]:
+                    still.append(entry)
+                else:
+                    heapq.heappush(self._deadlines, entry)
+            self._parked = still
+        return removed
+
+    def visible_len(self) -> int:
+        """Number of keys clients may see (DBSIZE): importing partitions do not count."""
+        if not self.importing.count:
+            return len(self.data)
+        by_partition = self.by_partition
+        hidden = sum(len(by_partition[p]) for p in self.importing.members())
+        return len(self.data) - hidden
+
+    def visible_keys(self) -> Iterable[bytes]:
+        """Every key clients may see (KEYS), importing partitions left out."""
+        if not self.importing.count:
+            return self.data
+        flags = self.importing.flags
+        by_partition = self.by_partition
+        return itertools.chain.from_iterable(
+            by_partition[p] for p in range(PARTITIONS) if not flags[p]
+        )
+
     # ------------------------------------------------------------------ iteration
 
     def random_key(self) -> bytes | None:
@@ -261,6 +340,8 @@ class Keyspace:
         Small keyspaces pick uniformly; large ones pick a random non-empty partition
         (probing, then walking on from a random start) and a key inside it.
         """
+        if self.importing.count:
+            return self._random_visible_key()
         data = self.data
         by_partition = self.by_partition
         randrange = random.randrange
@@ -282,24 +363,42 @@ class Keyspace:
                 return key
         return None
 
+    def _random_visible_key(self) -> bytes | None:
+        """RANDOMKEY while partitions are importing: a random key of a visible partition."""
+        flags = self.importing.flags
+        by_partition = self.by_partition
+        candidates = [p for p in range(PARTITIONS) if by_partition[p] and not flags[p]]
+        while candidates:
+            p = random.choice(candidates)
+            keys = by_partition[p]
+            if not keys:
+                candidates.remove(p)
+                continue
+            key = random.choice(tuple(keys))
+            if self.get(key) is not None:
+                return key
+        return None
+
     def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
         """Partition-granular SCAN: the cursor is the next partition to visit (0 = done).
 
         Whole partitions are returned at once, so a key present for the whole scan is
         returned exactly once, whatever changes in between. A call visits at most
         100 * count partitions (empty ones are cheap), so it stays bounded. Keys are
-        returned as stored: the caller filters expired ones.
+        returned as stored: the caller filters expired ones. Importing partitions are
+        skipped.
         """
         if not self.data or cursor >= PARTITIONS:
             return 0, []
         by_partition = self.by_partition
+        hidden = self.importing.flags if self.importing.count else None
         found: list[bytes] = []
         p = cursor
         limit = min(PARTITIONS, cursor + count * 100)
         while p < limit:
             keys = by_partition[p]
             p += 1
-            if keys:
+            if keys and (hidden is None or not hidden[p - 1]):
                 found.extend(keys)
                 if len(found) >= count:
                     break

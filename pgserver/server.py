@@ -29,6 +29,7 @@ from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
 from pgserver.durability import Durability, RecoveryReport
 from pgserver.keyspace import Keyspace
+from pgserver.migration import Migration
 from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
@@ -74,7 +75,10 @@ class PgServer:
         self.nursery: trio.Nursery | None = None
         self.replication = Replication(self, managed=config.managed)
         self.durability.log.on_write = self._on_log_write
-        # True unless this pgserver is a master: execute() then checks what is allowed.
+        self.migration = Migration(self)
+        self.durability.keep_log_from = self.migration.oldest_needed_lsn
+        # True unless this pgserver is a master with no fenced partition: execute() then
+        # checks what is allowed (one attribute test on the hot path otherwise).
         self.restricted = False
         self.update_restrictions()
 
@@ -107,7 +111,8 @@ class PgServer:
             log.warning("replicated %r failed here: %r", argv[:2], reply[:200])
 
     def update_restrictions(self) -> None:
-        self.restricted = self.replication.role != "master"
+        """Call after a role change or a change of the fenced partitions."""
+        self.restricted = self.replication.role != "master" or bool(self.keyspace.fenced)
 
     @property
     def reply_lsn(self) -> int:
@@ -132,6 +137,20 @@ class PgServer:
     def close_connection(self, conn: _Connection) -> None:
         if self._poller is not None and conn.fd in self._conns:
             self._close(conn, self._poller, self._conns)
+
+    def connection_open(self, conn: _Connection) -> bool:
+        return self._conns.get(conn.fd) is conn
+
+    def stream_to(self, conn: _Connection, data: bytes, last: bool = False) -> None:
+        """Send bytes pushed on a streaming connection (TSR.TAIL); `last` closes it after
+        them. The caller checks first that the connection has no unsent output."""
+        poller = self._poller
+        if poller is None or not self.connection_open(conn):
+            return
+        conn.out = data
+        conn.closing = conn.closing or last
+        if not self._send(conn, poller):
+            self._close(conn, poller, self._conns)
 
     def push_replica(self, replica: Replica) -> None:
         """Send a slave's queued stream bytes, unless its socket is still full."""
@@ -170,6 +189,7 @@ class PgServer:
         self.keyspace.flush()
         self.durability = Durability(self.config, self.keyspace)
         self.durability.log.on_write = self._on_log_write
+        self.durability.keep_log_from = self.migration.oldest_needed_lsn
         self.recovery = None
         self.recover()
         log.info("reloaded: log now ends at LSN %d", self.durability.log.end_lsn)
@@ -184,6 +204,7 @@ class PgServer:
             report = self.durability.recover(self._apply_logged)
         finally:
             self.logging = True
+            self.update_restrictions()  # fences come back with the checkpoint and the log
         self.recovery = report
         if report.checkpoint_keys or report.replayed_records or report.truncated_bytes:
             log.info(
@@ -203,11 +224,13 @@ class PgServer:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         if self.recovery is None:
             self.recover()
+        self.migration.forget_dumps()
         listener = self._listen()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = self.nursery = nursery
                 nursery.start_soon(self._expire_loop)
+                nursery.start_soon(self.migration.run)
                 if self.config.log_enabled:
                     nursery.start_soon(self._sync_loop)
                     nursery.start_soon(self._checkpoint_loop)
@@ -219,6 +242,7 @@ class PgServer:
                 await self._reactor(listener)
         finally:
             listener.close()
+            self.migration.close()
             if self.config.log_enabled:
                 self.durability.close()
 

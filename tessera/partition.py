@@ -7,6 +7,7 @@ same way users already know from Redis Cluster.
 from __future__ import annotations
 
 from binascii import crc_hqx
+from collections.abc import Iterable
 
 PARTITIONS = 8192
 _MASK = PARTITIONS - 1
@@ -55,3 +56,84 @@ def parse_ranges(text: str) -> list[tuple[int, int]]:
 
 def format_ranges(ranges: list[tuple[int, int]]) -> str:
     return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
+
+
+class PartitionSet:
+    """A set of partition numbers kept as one flag byte per partition.
+
+    Membership is one index into a bytearray, and `count` says at once whether the set is
+    empty, so hot paths can skip all work while nothing is marked.
+    """
+
+    __slots__ = ("_members", "count", "flags")
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.flags = bytearray(PARTITIONS)
+        self.count = 0
+        self._members: tuple[int, ...] | None = ()
+        self.add(ranges)
+
+    def add(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Flag every partition of `ranges`; returns how many were not flagged before."""
+        added = 0
+        flags = self.flags
+        for first, last in ranges:
+            for p in range(first, last + 1):
+                if not flags[p]:
+                    flags[p] = 1
+                    added += 1
+        if added:
+            self.count += added
+            self._members = None
+        return added
+
+    def remove(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Unflag every partition of `ranges`; returns how many were flagged before."""
+        removed = 0
+        flags = self.flags
+        for first, last in ranges:
+            for p in range(first, last + 1):
+                if flags[p]:
+                    flags[p] = 0
+                    removed += 1
+        if removed:
+            self.count -= removed
+            self._members = None
+        return removed
+
+    def clear(self) -> None:
+        self.flags[:] = bytes(PARTITIONS)
+        self.count = 0
+        self._members = ()
+
+    def __contains__(self, partition: int) -> bool:
+        return bool(self.flags[partition])
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def members(self) -> tuple[int, ...]:
+        """The flagged partitions in ascending order (cached until the next change)."""
+        if self._members is None:
+            flags = self.flags
+            self._members = tuple(p for p in range(PARTITIONS) if flags[p])
+        return self._members
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """The flagged partitions as ascending, non-adjacent inclusive ranges."""
+        found: list[tuple[int, int]] = []
+        flags = self.flags
+        start = flags.find(1)
+        while start != -1:
+            end = flags.find(0, start)
+            if end == -1:
+                end = PARTITIONS
+            found.append((start, end - 1))
+            start = flags.find(1, end)
+        return found
+
+    def __str__(self) -> str:
+        return format_ranges(self.ranges())

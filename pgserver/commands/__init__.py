@@ -34,6 +34,8 @@ CONTROL_COMMANDS = frozenset(
         *("ping", "echo", "hello", "auth", "select", "quit", "client", "command", "info"),
         *("config", "time", "bgsave", "save", "lastsave", "readonly", "readwrite"),
         *("tsr.role", "tsr.sync", "tsr.ack"),
+        # Migration commands that read dump files or the log, never the keyspace.
+        *("tsr.dumpstatus", "tsr.dumpread", "tsr.dumpdrop", "tsr.tail"),
     }
 )
 
@@ -73,6 +75,7 @@ def load_all() -> None:
         hashes,
         keys,
         lists,
+        migration,
         persistence,
         replication,
         server,

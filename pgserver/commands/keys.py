@@ -257,10 +257,10 @@ def keys(ctx: Context, argv: list[bytes]) -> object:
     ks = ctx.ks
     pattern = argv[1]
     if pattern == b"*":
-        found = list(ks.data)
+        found = list(ks.visible_keys())
     else:
         match = compile_glob(pattern).match
-        found = [key for key in ks.data if match(key)]
+        found = [key for key in ks.visible_keys() if match(key)]
     expires = ks.expires
     if expires and found:
         # KEYS hides expired keys but, like Redis, does not delete them.

@@ -116,7 +116,7 @@ def time_(ctx: Context, argv: list[bytes]) -> object:
 
 @command("dbsize")
 def dbsize(ctx: Context, argv: list[bytes]) -> object:
-    return len(ctx.ks)
+    return ctx.ks.visible_len()
 
 
 def _flush(ctx: Context, argv: list[bytes]) -> object:
@@ -142,6 +142,7 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
     ks = ctx.ks
     usage = resource.getrusage(resource.RUSAGE_SELF)
     uptime = int(time.time() - server.started_at)
+    visible = ks.visible_len()
     return {
         "Server": [
             ("redis_version", "7.0.15"),
@@ -178,8 +179,9 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
             ("used_cpu_sys", f"{usage.ru_stime:.6f}"),
             ("used_cpu_user", f"{usage.ru_utime:.6f}"),
         ],
+        "Migration": server.migration.info_fields(),
         "Keyspace": (
-            [("db0", f"keys={len(ks)},expires={len(ks.expires)},avg_ttl=0")] if len(ks) else []
+            [("db0", f"keys={visible},expires={len(ks.expires)},avg_ttl=0")] if visible else []
         ),
     }
 

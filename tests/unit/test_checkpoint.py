@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from pathlib import Path
 
@@ -53,11 +54,41 @@ def test_many_entries_span_blocks(tmp_path: Path) -> None:
 def test_damage_is_detected(tmp_path: Path) -> None:
     path = tmp_path / snapshot_name(7)
     write_snapshot(path, sample(), SnapshotInfo(7, 0, 0, 8191))  # type: ignore[arg-type]
-    raw = bytearray(path.read_bytes())
-    raw[60] ^= 0xFF
+    good = path.read_bytes()
+    raw = bytearray(good)
+    raw[-40] ^= 0xFF  # inside the last block of entries
     path.write_bytes(bytes(raw))
-    with pytest.raises(StorageError, match="checksum mismatch"):
+    with pytest.raises(StorageError, match="block checksum mismatch"):
         list(read_snapshot(path)[1])
+    raw = bytearray(good)
+    raw[50] ^= 0xFF  # inside the partition marks
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StorageError, match="partition marks checksum mismatch"):
+        read_snapshot(path)
+
+
+def test_partition_marks_survive_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / snapshot_name(9)
+    info = SnapshotInfo(9, 0, 0, 8191, importing="0-2047,4096", fenced="5000-5001")
+    write_snapshot(path, sample(), info)  # type: ignore[arg-type]
+    got_info, entries = read_snapshot(path)
+    assert got_info == info
+    assert list(entries) == sample()
+
+
+def test_version_1_checkpoints_are_still_read(tmp_path: Path) -> None:
+    """A data directory written before the marks existed still starts."""
+    path = tmp_path / snapshot_name(9)
+    write_snapshot(path, sample(), SnapshotInfo(9, 5, 0, 8191))  # type: ignore[arg-type]
+    raw = path.read_bytes()
+    marks_size = int.from_bytes(raw[40:44], "little")
+    head = bytearray(raw[:36])
+    head[8] = 1
+    v1 = bytes(head) + zlib.crc32(bytes(head)).to_bytes(4, "little") + raw[44 + marks_size + 4 :]
+    path.write_bytes(v1)
+    got_info, entries = read_snapshot(path)
+    assert got_info == SnapshotInfo(9, 5, 0, 8191)
+    assert list(entries) == sample()
 
 
 def test_unknown_version(tmp_path: Path) -> None:

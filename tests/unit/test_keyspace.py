@@ -372,3 +372,79 @@ def test_partition_ranges(ks: Keyspace, clock: Clock) -> None:
     assert ks.delete_range(p, p) >= 1
     assert b"k1" not in ks.data
     assert b"k1" not in ks.expires
+
+
+def test_slave_applies_its_masters_del_of_an_expired_key(ks: Keyspace, clock: Clock) -> None:
+    """A slave never expires on its own, so the master's DEL is what frees the key."""
+    ks.passive = True
+    ks.set(b"k", b"v")
+    ks.set_expire(b"k", clock.now + 5)
+    _advance(ks, clock, 10)
+    assert ks.get(b"k") is None
+    assert b"k" in ks.data  # passive: still held until the master says so
+    assert ks.delete(b"k") is False  # it already read as absent
+    assert b"k" not in ks.data
+    assert b"k" not in ks.expires
+    assert not ks.by_partition[pn(b"k")]
+
+
+def _keys_in(partitions: range, count: int) -> list[bytes]:
+    """`count` distinct keys whose partition lies in `partitions`."""
+    found: list[bytes] = []
+    i = 0
+    while len(found) < count:
+        key = b"key:%d" % i
+        if pn(key) in partitions:
+            found.append(key)
+        i += 1
+    return found
+
+
+def test_importing_partitions_are_hidden_from_listings(ks: Keyspace) -> None:
+    hidden = _keys_in(range(0, 4096), 300)
+    shown = _keys_in(range(4096, PARTITIONS), 300)
+    for key in hidden + shown:
+        ks.set(key, b"v")
+    ks.start_importing([(0, 4095)])
+    assert ks.visible_len() == 300
+    assert len(ks) == 600  # still stored
+    assert sorted(ks.visible_keys()) == sorted(shown)
+    scanned: list[bytes] = []
+    cursor = 0
+    while True:
+        cursor, keys = ks.scan(cursor, 10)
+        scanned += keys
+        if cursor == 0:
+            break
+    assert sorted(scanned) == sorted(shown)
+    assert {ks.random_key() for _ in range(200)} <= set(shown)
+    ks.stop_importing([(0, 4095)])
+    assert ks.visible_len() == 600
+    assert sorted(ks.visible_keys()) == sorted(hidden + shown)
+
+
+def test_random_key_with_only_importing_keys_is_none(ks: Keyspace) -> None:
+    for key in _keys_in(range(0, 10), 5):
+        ks.set(key, b"v")
+    ks.start_importing([(0, 10)])
+    assert ks.random_key() is None
+
+
+def test_importing_keys_never_expire_until_the_import_ends(ks: Keyspace, clock: Clock) -> None:
+    """The source decides: its DEL arrives with the catch-up, the target never expires."""
+    (imported,) = _keys_in(range(0, 100), 1)
+    (local,) = _keys_in(range(100, PARTITIONS), 1)
+    ks.start_importing([(0, 99)])
+    for key in (imported, local):
+        ks.set(key, b"v")
+        ks.set_expire(key, clock.now + 5)
+    _advance(ks, clock, 10)
+    assert ks.get(imported) == b"v"  # lazy expiry leaves it
+    assert ks.active_expire(1.0) == 1  # the local key only
+    assert ks.get(local) is None
+    assert imported in ks.data
+    assert ks.expired_keys == 1
+    ks.stop_importing([(0, 99)])
+    assert ks.active_expire(1.0) == 1  # its parked deadline is back on the heap
+    assert imported not in ks.data
+    assert ks.expired_keys == 2

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from tessera.partition import PARTITIONS, format_ranges, keyslot, parse_ranges, pn
+from tessera.partition import (
+    PARTITIONS,
+    PartitionSet,
+    format_ranges,
+    keyslot,
+    parse_ranges,
+    pn,
+)
 
 # Vectors from `CLUSTER KEYSLOT` on a Redis Cluster node.
 KNOWN_SLOTS = {
@@ -47,3 +54,20 @@ def test_ranges_roundtrip_and_errors() -> None:
     for bad in ("", "5-1", "0-8192", "x", "1-", "-3"):
         with pytest.raises(ValueError):
             parse_ranges(bad)
+
+
+def test_partition_set_merges_ranges_and_counts_changes() -> None:
+    marks = PartitionSet(parse_ranges("10-20,15-30,8191"))
+    assert str(marks) == "10-30,8191"
+    assert len(marks) == 22
+    assert 10 in marks
+    assert 30 in marks
+    assert 31 not in marks
+    assert marks.add([(0, 0), (10, 11)]) == 1  # only 0 is new
+    assert marks.remove([(11, 29)]) == 19
+    assert marks.ranges() == [(0, 0), (10, 10), (30, 30), (8191, 8191)]
+    assert marks.members() == (0, 10, 30, 8191)
+    assert marks.remove([(0, PARTITIONS - 1)]) == 4
+    assert not marks
+    assert str(marks) == ""
+    assert marks.ranges() == []

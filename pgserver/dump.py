@@ -1,0 +1,173 @@
+"""Range dumps for migration: keys written as the commands that rebuild them elsewhere.
+
+A dump is a plain RESP stream of commands (what `redis-cli --pipe` would send), so the
+migrator loads it into the target master as any client would, through the target's log
+and so to the target's slaves too. Per key, in this order:
+
+    string      SET key value [PXAT t]; a value over `chunk_bytes` is SET with its first
+                piece and APPENDed in pieces, then PEXPIREAT key t if it has a TTL
+    collection  DEL key (so nothing left on the target merges in), then RPUSH / HSET /
+                SADD / ZADD in chunks of at most `chunk_elements` elements and about
+                `chunk_bytes` bytes, then PEXPIREAT key t if it has a TTL
+
+so no single command, on either side, costs more than one chunk. Keys whose deadline had
+already passed when the dump was taken are left out: the source logs their DEL anyway.
+Sorted-set scores are written with repr(), which round-trips every double exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Final
+
+from pgserver.keyspace import Keyspace, Value
+from pgserver.zset import ZSet
+from tessera.resp import encode_command
+
+DEFAULT_CHUNK_ELEMENTS: Final = 256
+CHUNK_BYTES: Final = 1 << 20
+_WRITE_BYTES: Final = 1 << 20
+
+Entry = tuple[bytes, Value, int | None]
+
+
+def key_commands(
+    key: bytes,
+    value: Value,
+    expire_ms: int | None,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[list[bytes]]:
+    """The commands that recreate `key` exactly (value and TTL) on an empty or dirty target."""
+    if isinstance(value, bytes):
+        if len(value) <= chunk_bytes:
+            if expire_ms is None:
+                yield [b"SET", key, value]
+            else:
+                yield [b"SET", key, value, b"PXAT", b"%d" % expire_ms]
+            return
+        yield [b"SET", key, value[:chunk_bytes]]
+        for start in range(chunk_bytes, len(value), chunk_bytes):
+            yield [b"APPEND", key, value[start : start + chunk_bytes]]
+    else:
+        yield [b"DEL", key]
+        head, items = _collection_items(key, value)
+        chunk: list[bytes] = []
+        size = elements = 0
+        for item in items:
+            chunk.extend(item)
+            elements += 1
+            size += sum(len(part) for part in item)
+            if elements >= chunk_elements or size >= chunk_bytes:
+                yield [*head, *chunk]
+                chunk, size, elements = [], 0, 0
+        if chunk:
+            yield [*head, *chunk]
+    if expire_ms is not None:
+        yield [b"PEXPIREAT", key, b"%d" % expire_ms]
+
+
+def _collection_items(key: bytes, value: Value) -> tuple[list[bytes], Iterable[tuple[bytes, ...]]]:
+    """The command that appends to this kind of collection, and its elements as arguments."""
+    if isinstance(value, dict):
+        return [b"HSET", key], value.items()
+    if isinstance(value, deque):
+        return [b"RPUSH", key], ((item,) for item in value)
+    if isinstance(value, ZSet):
+        return [b"ZADD", key], ((repr(s).encode(), m) for m, s in value.scores.items())
+    assert isinstance(value, set)
+    return [b"SADD", key], ((item,) for item in value)
+
+
+def range_entries(ks: Keyspace, ranges: Iterable[tuple[int, int]]) -> Iterator[Entry]:
+    """Every live key of the partition ranges with its value and deadline."""
+    now = ks.now
+    for first, last in ranges:
+        for key, value, expire_ms in ks.iter_range(first, last):
+            if expire_ms is None or expire_ms >= now:
+                yield key, value, expire_ms
+
+
+def write_dump(path: Path, entries: Iterable[Entry], chunk_elements: int) -> int:
+    """Write the commands of every entry to `path`; returns the number of keys written.
+
+    Runs in a forked child. Writes go out about a megabyte at a time, so the parent can
+    hand out the beginning of the file while the rest is still being written.
+    """
+    keys = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        pending: list[bytes] = []
+        size = 0
+        for key, value, expire_ms in entries:
+            keys += 1
+            for argv in key_commands(key, value, expire_ms, chunk_elements):
+                encoded = encode_command(argv)
+                pending.append(encoded)
+                size += len(encoded)
+            if size >= _WRITE_BYTES:
+                _write_all(fd, b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            _write_all(fd, b"".join(pending))
+    finally:
+        os.close(fd)
+    return keys
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+_SAMPLE_KEYS: Final = 512
+_SAMPLE_ELEMENTS: Final = 64
+_FRAMING: Final = 16  # RESP framing bytes per argument, roughly
+
+
+def estimate_range(ks: Keyspace, ranges: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """(keys, estimated dump bytes) of the ranges, for a progress bar.
+
+    Keys are counted exactly; bytes are estimated from at most one key per partition and
+    _SAMPLE_KEYS keys in all (and the first _SAMPLE_ELEMENTS elements of a collection),
+    so the cost does not grow with the size of the range.
+    """
+    by_partition = ks.by_partition
+    data = ks.data
+    keys = 0
+    sampled = sampled_bytes = 0
+    for first, last in ranges:
+        for p in range(first, last + 1):
+            partition = by_partition[p]
+            if not partition:
+                continue
+            keys += len(partition)
+            if sampled < _SAMPLE_KEYS:
+                key = next(iter(partition))
+                sampled += 1
+                sampled_bytes += len(key) + _FRAMING + _value_bytes(data[key])
+    if not sampled:
+        return keys, 0
+    return keys, sampled_bytes * keys // sampled
+
+
+def _value_bytes(value: Value) -> int:
+    if isinstance(value, bytes):
+        return len(value) + _FRAMING
+    if isinstance(value, dict):
+        items: Iterable[bytes] = (k + v for k, v in value.items())
+    elif isinstance(value, ZSet):
+        items = value.scores
+    else:
+        items = value
+    total = sample = 0
+    for item in items:
+        total += len(item) + _FRAMING
+        sample += 1
+        if sample >= _SAMPLE_ELEMENTS:
+            break
+    return total * len(value) // sample if sample else 0
