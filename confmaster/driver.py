@@ -32,6 +32,7 @@ from confmaster.failover import (
     Tick,
     WritePg,
 )
+from confmaster.http import HttpError
 from tessera.errors import CoordinationError
 from tessera.layout import PgPayload
 from tessera.resp import encode_command
@@ -146,7 +147,7 @@ class FailoverDriver:
         try:
             state = await self.confmaster.read_state(cluster)
             await self.confmaster.write(pg_record_changes(state, pg))
-        except (CoordinationError, ClusterError) as exc:
+        except (CoordinationError, ClusterError, HttpError) as exc:
             log.warning("%s PG %d: writing its record failed: %s", cluster, pg.id, exc)
             return False
         return True

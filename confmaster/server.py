@@ -479,39 +479,46 @@ class Probe:
 
 
 async def _ping(host: str, port: int, timeout_s: float, info: bool) -> Probe:
-    """One heartbeat: PING (gateways) or INFO persistence+replication (pgservers)."""
+    """One heartbeat: PING (gateways) or INFO persistence+replication (pgservers).
+
+    Any trouble (refused, reset, timeout, a reply that does not parse) is a failed probe.
+    """
     with trio.move_on_after(timeout_s):
         try:
-            stream = await trio.open_tcp_stream(host, port)
-        except OSError:
+            return await _exchange(host, port, info)
+        except (OSError, trio.BrokenResourceError, ValueError, UnicodeDecodeError):
             return Probe()
-        async with stream:
-            request = b"INFO persistence replication\r\n" if info else b"PING\r\n"
-            await stream.send_all(request)
-            data = b""
-            while True:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return Probe()
-                data += chunk
-                if not info and data.endswith(b"\r\n"):
-                    return Probe(ok=data.startswith((b"+PONG", b"-NOAUTH")))
-                if info and data.startswith(b"-"):
-                    return Probe(ok=data.startswith(b"-NOAUTH"))
-                if info and data.startswith(b"$") and b"\r\n" in data:
-                    header, _, rest = data.partition(b"\r\n")
-                    if len(rest) >= int(header[1:]) + 2:
-                        fields = dict(
-                            line.split(b":", 1) for line in rest.split(b"\r\n") if b":" in line
-                        )
-                        return Probe(
-                            ok=True,
-                            lsn=int(fields[b"log_end_lsn"]) if b"log_end_lsn" in fields else None,
-                            role=fields[b"role"].decode() if b"role" in fields else None,
-                            epoch=int(fields[b"epoch"]) if b"epoch" in fields else None,
-                            synced_epoch=_int_field(fields, b"synced_epoch"),
-                        )
     return Probe()
+
+
+async def _exchange(host: str, port: int, info: bool) -> Probe:
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        request = b"INFO persistence replication\r\n" if info else b"PING\r\n"
+        await stream.send_all(request)
+        data = b""
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return Probe()
+            data += chunk
+            if not info and data.endswith(b"\r\n"):
+                return Probe(ok=data.startswith((b"+PONG", b"-NOAUTH")))
+            if info and data.startswith(b"-"):
+                return Probe(ok=data.startswith(b"-NOAUTH"))
+            if info and data.startswith(b"$") and b"\r\n" in data:
+                header, _, rest = data.partition(b"\r\n")
+                if len(rest) >= int(header[1:]) + 2:
+                    fields = dict(
+                        line.split(b":", 1) for line in rest.split(b"\r\n") if b":" in line
+                    )
+                    return Probe(
+                        ok=True,
+                        lsn=int(fields[b"log_end_lsn"]) if b"log_end_lsn" in fields else None,
+                        role=fields[b"role"].decode() if b"role" in fields else None,
+                        epoch=int(fields[b"epoch"]) if b"epoch" in fields else None,
+                        synced_epoch=_int_field(fields, b"synced_epoch"),
+                    )
 
 
 def _int_field(fields: dict[bytes, bytes], name: bytes) -> int | None:
