@@ -439,8 +439,12 @@ class Replication:
                 if problem is not None:
                     raise ReplicationError(f"bad record from the master: {problem}")
                 if records:
+                    # Acknowledge once logged, before applying: the master's commit rule
+                    # needs the records in this log, and the ack then overlaps the apply.
                     log_.append_raw(buf[:consumed])
                     buf = buf[consumed:]
+                    log_.write()
+                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
                     server.logging = False
                     try:
                         for record in records:
@@ -451,9 +455,7 @@ class Replication:
                                 server.apply_replicated(argv, record.timestamp_ms)
                     finally:
                         server.logging = server.config.log_enabled
-                    log_.write()
                     self.slave_applied_lsn = log_.end_lsn
-                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
             chunk = await stream.receive_some(1 << 20)
             if not chunk:
                 raise ReplicationError("master closed the replication stream")
