@@ -123,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     pg_add.add_argument("--id", type=int)
     pg_del = pg_sub.add_parser("del")
     pg_del.add_argument("id", type=int)
+    pg_set = pg_sub.add_parser("set", help="change a PG's settings")
+    pg_set.add_argument("id", type=int)
+    pg_set.add_argument(
+        "--min-copies",
+        type=int,
+        required=True,
+        help="copies (master included) a write needs while members are down (default 1)",
+    )
 
     pgs = sub.add_parser("pgs", help="add or delete a pgserver")
     pgs_sub = pgs.add_subparsers(dest="action", required=True)
@@ -178,6 +186,8 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
     if args.command == "pg":
         if args.action == "add":
             reply = call(addr, "POST", base + "/pgs", {"id": args.id})
+        elif args.action == "set":
+            reply = call(addr, "PUT", f"{base}/pgs/{args.id}", {"min_copies": args.min_copies})
         else:
             reply = call(addr, "DELETE", f"{base}/pgs/{args.id}")
         return reply, show_status(reply)

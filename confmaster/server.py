@@ -55,6 +55,7 @@ from tessera.layout import (
     live_gateways_path,
     map_path,
     migrations_path,
+    pg_path,
     pgs_path,
     pgservers_path,
     route_path,
@@ -381,6 +382,8 @@ class Confmaster:
             if server.pg in state.pgs and parts[3] in state.pgs[server.pg].members:
                 await self._membership(parts[1], server.pg, MemberRemoved(0, parts[3]))
             changes = unregister_pgserver(await self.read_state(parts[1]), parts[3])
+        elif what == "pgs" and method == "PUT" and len(parts) == 4:
+            return await self._set_min_copies(parts[1], int(parts[3]), int(body["min_copies"]))
         elif what == "pgs" and method == "POST" and len(parts) == 5 and parts[4] == "failover":
             return await self._manual_failover(parts[1], int(parts[3]), body.get("to"))
         elif what == "gateways" and method == "POST" and len(parts) == 3:
@@ -412,6 +415,26 @@ class Confmaster:
         wanted = isinstance(event, MemberAdded)
         if (event.pgs_id in members) != wanted:
             raise ClusterError("; ".join(said) or "the PG record could not be written")
+
+    async def _set_min_copies(self, name: str, pg: int, min_copies: int) -> Response:
+        """Change how many copies (master included) a PG keeps before writes wait.
+
+        The failover machine restarts from the new record, as a new leader would: it
+        learns again which slaves are in sync before lowering anything.
+        """
+        driver = self.driver
+        if driver is None:
+            raise HttpError(421, "not the leader")
+        if min_copies < 1:
+            raise ClusterError("min_copies is at least 1 (the master)")
+        state = await self.read_state(name)
+        if pg not in state.pgs:
+            raise HttpError(404, f"PG {pg} does not exist")
+        record = state.pgs[pg].model_copy(update={"min_copies": min_copies})
+        await self.write([(pg_path(name, pg), record)])
+        driver.sync(state)
+        await driver.start((name, pg), record)
+        return Response(200, await self._status(await self.read_state(name)))
 
     async def _manual_failover(self, name: str, pg: int, to: object) -> Response:
         driver = self.driver

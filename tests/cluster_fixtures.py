@@ -165,7 +165,7 @@ class LocalCluster:
         return True
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(port=self.gateway_port, socket_timeout=5, **kwargs)
+        return redis.Redis(port=self.gateway_port, **{"socket_timeout": 5, **kwargs})
 
     # ------------------------------------------------------------------ faults
 

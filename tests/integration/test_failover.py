@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -165,3 +166,24 @@ def test_manual_failover_with_the_cli(cluster: LocalCluster) -> None:
         cluster.api("POST", "/clusters/default/pgs/0/failover", {"to": old.id})
     assert refused.value.code == 409
     assert "is dead" in http_error_text(refused.value)
+
+
+def test_min_copies_makes_writes_wait_for_a_dead_slave(cluster: LocalCluster) -> None:
+    cluster.api("PUT", "/clusters/default/pgs/0", {"min_copies": 2})
+    assert cluster.pg(0)["min_copies"] == 2
+    wait_until(lambda: cluster.in_sync(0), 10, "the PG to be in sync again")
+    record = cluster.pg(0)
+    slave = cluster.members[next(m for m in record["members"] if m != record["master"])]
+    cluster.kill(slave)
+    time.sleep(1.5)  # past the heartbeat timeout: the slave is known dead
+    with socket.create_connection(("127.0.0.1", cluster.gateway_port), timeout=1) as sock:
+        sock.sendall(b"SET needs-two-copies 1\r\n")
+        with pytest.raises(TimeoutError):
+            sock.recv(100)  # held: only one copy could exist
+        assert cluster.pg(0)["quorum"] == 1
+        cluster.restart(slave)
+        sock.settimeout(10)
+        assert sock.recv(100) == b"+OK\r\n"  # the slave is back: acknowledged
+    reader = redis.Redis(port=slave.port)
+    reader.execute_command("READONLY")  # type: ignore[no-untyped-call]
+    assert reader.get("needs-two-copies") == b"1"
