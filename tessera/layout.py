@@ -138,3 +138,49 @@ class LeaderPayload(Payload):
     api: str
     epoch: int
     since_ms: int
+
+
+MigrationPhase = Literal[
+    "prepare",  # target marks the ranges importing
+    "copy",  # dump of the source at L0 loaded into the target
+    "catchup",  # source log tail from L0 applied to the target
+    "cutover",  # gateways blocked, source fenced, waiting for the target to reach L1
+    "committed",  # the new map is written (the commit point): rolling forward
+    "done",
+    "cancelling",  # rolling back: the target is being cleaned
+    "cancelled",
+    "failed",  # rolled back after an error or too many cutover attempts
+]
+
+
+class MigrationJobPayload(Payload):
+    """`…/migrations/<id>`: one job moving `ranges` from `source_pg` to `target_pg`.
+
+    The phase is written before the confmaster acts on it, and the commit point — the new
+    map — is written in the same ZooKeeper transaction as `phase: committed`, so a new
+    leader reading this node knows whether to roll back (before) or forward (after).
+    """
+
+    id: str
+    source_pg: int
+    target_pg: int
+    ranges: list[tuple[int, int]]
+    phase: MigrationPhase = "prepare"
+    rate_mb_s: float = 0.0  # 0: unthrottled
+    block_budget_ms: int = 3000
+    max_attempts: int = 5
+    attempts: int = 0  # cutover attempts so far
+    block_ms: list[int] = []  # measured client-visible block time of each attempt
+    l0: int | None = None  # the dump's LSN on the source
+    l1: int | None = None  # the source's log end when fenced (current attempt)
+    applied_lsn: int = 0  # source LSN the target has applied up to
+    lag_bytes: int = 0
+    keys_total: int = 0
+    bytes_total: int = 0
+    keys_copied: int = 0
+    bytes_copied: int = 0
+    mover: dict[str, Any] = {}  # the migrator's resume state
+    last_error: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+    finished_ms: int = 0
