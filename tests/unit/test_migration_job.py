@@ -107,7 +107,7 @@ def test_happy_path_persists_each_phase_before_acting() -> None:
     assert kinds(out) == [CommitMap]
     commit = out[0]
     assert isinstance(commit, CommitMap)
-    assert phase_of(commit) == "committed"
+    assert commit.job.phase == "committed"
     assert commit.job.block_ms == [80]
     assert phase_of(job) == "cutover"  # not committed until the transaction lands
     out = job.handle(MapCommitted(ok=True, now_ms=190))
