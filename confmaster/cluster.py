@@ -7,12 +7,14 @@ leader epoch. Nothing here does I/O, so every rule is unit-tested directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tessera.errors import TesseraError
 from tessera.layout import (
     ClusterMeta,
     GatewayPayload,
+    MigrationJobPayload,
     PartitionMapPayload,
     Payload,
     PgPayload,
@@ -289,3 +291,77 @@ def mark_gateway(state: ClusterState, gw_id: str, up: bool, now_ms: int) -> list
     if up:
         update["heartbeat_ms"] = now_ms
     return [(gateway_path(state.meta.name, gw_id), gateway.model_copy(update=update))]
+
+
+# ---------------------------------------------------------------------- migrations
+
+
+def plan_migration(
+    state: ClusterState,
+    moves: list[tuple[int, int, int]],
+    running: list[MigrationJobPayload],
+    job_id: Callable[[int], str],
+    now_ms: int,
+    *,
+    rate_mb_s: float = 0.0,
+    block_budget_ms: int = 3000,
+) -> list[MigrationJobPayload]:
+    """Jobs for `moves` ([first, last, target PG]), checked up front: one job per
+    (source PG, target PG), since a requested range may span several current owners.
+
+    Refused: ranges outside 0-8191 or overlapping each other, unknown or masterless target
+    PGs, partitions the target already owns, partitions in another running job.
+    """
+    requested: set[int] = set()
+    for first, last, target in moves:
+        if not 0 <= first <= last < PARTITIONS:
+            raise ClusterError(f"range {first}-{last} is not within 0-{PARTITIONS - 1}")
+        if target not in state.pgs:
+            raise ClusterError(f"PG {target} does not exist")
+        if state.pgs[target].master is None:
+            raise ClusterError(f"PG {target} has no master; add pgservers first")
+        span = set(range(first, last + 1))
+        if span & requested:
+            raise ClusterError(f"range {first}-{last} overlaps another requested range")
+        requested |= span
+    busy: dict[int, str] = {}
+    for job in running:
+        for first, last in job.ranges:
+            for pn in range(first, last + 1):
+                busy[pn] = job.id
+    owner = owners(state.map.ranges)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for first, last, target in moves:
+        for pn in range(first, last + 1):
+            if owner[pn] == target:
+                raise ClusterError(f"partition {pn} already belongs to PG {target}")
+            if pn in busy:
+                raise ClusterError(f"partition {pn} is in running job {busy[pn]}")
+            groups.setdefault((owner[pn], target), []).append(pn)
+    jobs = []
+    for n, ((source, target), pns) in enumerate(sorted(groups.items())):
+        ranges = runs_of(pns)
+        jobs.append(
+            MigrationJobPayload(
+                id=job_id(n),
+                source_pg=source,
+                target_pg=target,
+                ranges=ranges,
+                rate_mb_s=rate_mb_s,
+                block_budget_ms=block_budget_ms,
+                created_ms=now_ms,
+                updated_ms=now_ms,
+            )
+        )
+    return jobs
+
+
+def runs_of(pns: list[int]) -> list[tuple[int, int]]:
+    """Partition numbers as sorted inclusive (first, last) runs."""
+    runs: list[tuple[int, int]] = []
+    for pn in sorted(pns):
+        if runs and runs[-1][1] == pn - 1:
+            runs[-1] = (runs[-1][0], pn)
+        else:
+            runs.append((pn, pn))
+    return runs

@@ -13,6 +13,7 @@ from confmaster.cluster import (
     even_split,
     owners,
     pg_record_changes,
+    plan_migration,
     reassign,
     register_pgserver,
     remove_pg,
@@ -138,3 +139,33 @@ def test_gateways_and_bad_names() -> None:
         PgPayload(id=1).to_json()
         == b'{"epoch":0,"id":1,"master":null,"members":[],"min_copies":1,"quorum":0,"schema":1}'
     )
+
+
+def test_migration_plans_are_checked_up_front() -> None:
+    state = join(join(join(new_cluster(3), 0, "h", 1), 1, "h", 2), 2, "h", 3)
+    assert state.map.ranges == [(0, 2729, 0), (2730, 5460, 1), (5461, 8191, 2)]
+
+    def ids(n: int) -> str:
+        return f"job-{n}"
+
+    jobs = plan_migration(state, [(2000, 3000, 2), (100, 199, 1)], [], ids, now_ms=5)
+    summary = [(j.id, j.source_pg, j.target_pg, j.ranges) for j in jobs]
+    assert summary == [
+        ("job-0", 0, 1, [(100, 199)]),
+        ("job-1", 0, 2, [(2000, 2729)]),  # one requested range, two current owners
+        ("job-2", 1, 2, [(2730, 3000)]),
+    ]
+    assert all(j.phase == "prepare" and j.created_ms == 5 for j in jobs)
+    refusals = [
+        ([(0, 8192, 1)], [], "not within 0-8191"),
+        ([(0, 10, 7)], [], "PG 7 does not exist"),
+        ([(0, 10, 1), (5, 20, 2)], [], "overlaps"),
+        ([(2700, 2800, 1)], [], "partition 2730 already belongs to PG 1"),
+        ([(150, 160, 2)], [jobs[0]], "partition 150 is in running job job-0"),
+    ]
+    for moves, running, message in refusals:
+        with pytest.raises(ClusterError, match=message):
+            plan_migration(state, moves, running, ids, now_ms=5)
+    masterless = state.apply(add_pg(state))
+    with pytest.raises(ClusterError, match="PG 3 has no master"):
+        plan_migration(masterless, [(0, 1, 3)], [], ids, now_ms=5)
