@@ -257,12 +257,18 @@ class Confmaster:
         """Probe every pgserver and gateway, record up/down, and drive the PGs' failover."""
         state = await self.read_state(name)
         timeout = self.config.heartbeat_timeout_ms / 1000
-        probe_timeout = min(timeout / 2, max(self.config.heartbeat_interval_ms / 1000, 0.1))
+        # A slow answer is still an answer: only silence for the whole timeout is death.
+        probe_timeout = timeout / 2
         now = time.monotonic()
         results: dict[str, Probe] = {}
 
         async def run_probe(key: str, host: str, port: int, info: bool) -> None:
-            results[key] = await _ping(host, port, probe_timeout, info)
+            results[key] = result = await _ping(host, port, probe_timeout, info)
+            driver = self.driver
+            if info and driver is not None:  # into the failover machine as it comes
+                pgs_id = key.split("/", 1)[1]
+                async with self.lock:
+                    await driver.heartbeat((name, state.pgservers[pgs_id].pg), pgs_id, result)
 
         async with trio.open_nursery() as nursery:
             for pgs_id, server in state.pgservers.items():
@@ -292,22 +298,17 @@ class Confmaster:
                         what = "pgserver" if kind == "pgs" else "gateway"
                         log.info("%s %s is %s", what, ident, "up" if alive else "down")
             await self.write(changes)
-            await self._drive_failover(state.apply(changes), results)
+            await self._drive_failover(state.apply(changes))
 
-    async def _drive_failover(self, state: ClusterState, results: dict[str, Probe]) -> None:
-        """Heartbeats and a clock tick into each PG's failover machine (lock held)."""
+    async def _drive_failover(self, state: ClusterState) -> None:
+        """New machines for new PGs, and a clock tick into each (lock held)."""
         driver = self.driver
         if driver is None:
             return
         for key in driver.sync(state):
             await driver.start(key, state.pgs[key[1]])
-        for pg_id, pg in state.pgs.items():
-            key = (state.meta.name, pg_id)
-            for member in pg.members:
-                probe = results.get("pgs/" + member)
-                if probe is not None:
-                    await driver.heartbeat(key, member, probe)
-            await driver.tick(key)
+        for pg_id in state.pgs:
+            await driver.tick((state.meta.name, pg_id))
 
     # ------------------------------------------------------------------ API
 
