@@ -84,6 +84,7 @@ class Replication:
         self.committed = 0
         self.replicas: dict[int, Replica] = {}
         self._follow_scope: trio.CancelScope | None = None
+        self._generation = 0  # bumped whenever following stops or starts anew
         self.slave_applied_lsn = 0
         self.slave_state = "idle"
 
@@ -192,7 +193,7 @@ class Replication:
             self.quorum, self.voters = 0, None
             self.master = target
             server.keyspace.passive = True
-            server.fail_held("READONLY this pgserver became a slave; retry on the master")
+            server.fail_uncommitted("READONLY this pgserver became a slave; retry on the master")
             self._save()
             if target is not None:
                 self._start_following()
@@ -205,6 +206,7 @@ class Replication:
             self._drop_replicas()
             self.role = "none"
             server.keyspace.passive = True
+            server.fail_uncommitted("READONLY this pgserver has no role now")
         server.update_restrictions()
 
     # ------------------------------------------------------------------ master side
@@ -314,8 +316,13 @@ class Replication:
         """Highest LSN acknowledged by every voter, or by `quorum` slaves without a voter
         list (everything, with neither).
 
-        Never goes back: what was committed under a smaller quorum stays committed.
+        Never goes back: what was committed under a smaller quorum stays committed. Not a
+        master: what it committed as one, or what it applied as a slave — never the rest of
+        its log, whose writes were not acknowledged by a quorum (they are failed, and a new
+        master has it truncated).
         """
+        if self.role != "master":
+            return max(self.committed, self.slave_applied_lsn)
         voters = self.voters
         if voters is not None:
             if not voters:
@@ -339,20 +346,28 @@ class Replication:
         self._stop_following()
         nursery = self.server.nursery
         if nursery is not None:
-            nursery.start_soon(self._follow)
+            nursery.start_soon(self._follow, self._generation)
 
     def _stop_following(self) -> None:
+        self._generation += 1
         if self._follow_scope is not None:
             self._follow_scope.cancel()
             self._follow_scope = None
 
-    async def _follow(self) -> None:
+    def _following(self, generation: int) -> bool:
+        """Whether a follow task started as `generation` may still change local data.
+
+        Cancelling the task is not enough: it may already be running with data in hand
+        when the role changes, and must not touch the log after that."""
+        return generation == self._generation and self.role == "slave"
+
+    async def _follow(self, generation: int) -> None:
         with trio.CancelScope() as scope:
             self._follow_scope = scope
             delay = 0.05
-            while True:
+            while self._following(generation):
                 try:
-                    await self._follow_once()
+                    await self._follow_once(generation)
                     delay = 0.05
                 except (OSError, ReplicationError, trio.BrokenResourceError) as exc:
                     self.slave_state = f"disconnected ({exc})"
@@ -360,7 +375,7 @@ class Replication:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    async def _follow_once(self) -> None:
+    async def _follow_once(self, generation: int) -> None:
         assert self.master is not None
         server = self.server
         durability = server.durability
@@ -385,6 +400,8 @@ class Replication:
                     raise ReplicationError("master closed the connection during the handshake")
                 buf += chunk
             line, _, buf = buf.partition(b"\r\n")
+            if not self._following(generation):
+                return
             if line.startswith(b"-TRUNCATE "):
                 lsn = int(line.split()[1])
                 log.warning(
@@ -396,17 +413,22 @@ class Replication:
                 return
             if line.startswith(b"+FULLSYNC "):
                 _, lsn_text, size_text = line.split()
-                buf = await self._receive_checkpoint(stream, buf, int(lsn_text), int(size_text))
+                buf = await self._receive_checkpoint(
+                    stream, buf, int(lsn_text), int(size_text), generation
+                )
             elif not line.startswith(b"+STREAM "):
                 raise ReplicationError(f"master refused to stream: {line.decode(errors='replace')}")
             if self.synced_epoch != self.epoch:
                 self.synced_epoch = self.epoch
                 self._save()
             self.slave_state = "streaming"
-            await self._apply_stream(stream, buf)
+            # Its log now matches the master's up to here: reads may see all of it.
+            self.slave_applied_lsn = server.durability.log.end_lsn
+            server.release_replies()
+            await self._apply_stream(stream, buf, generation)
 
     async def _receive_checkpoint(
-        self, stream: trio.SocketStream, buf: bytes, lsn: int, size: int
+        self, stream: trio.SocketStream, buf: bytes, lsn: int, size: int, generation: int
     ) -> bytes:
         """Receive the master's checkpoint file, then restart this node's data from it."""
         self.slave_state = "full sync"
@@ -426,10 +448,13 @@ class Replication:
                 buf = chunk[take:]
             await f.flush()
             await trio.to_thread.run_sync(os.fsync, f.fileno())
+        if not self._following(generation):
+            path.unlink(missing_ok=True)
+            raise ReplicationError("the role changed during a full sync")
         self.server.reset_from_checkpoint(path, lsn)
         return buf
 
-    async def _apply_stream(self, stream: trio.SocketStream, buf: bytes) -> None:
+    async def _apply_stream(self, stream: trio.SocketStream, buf: bytes, generation: int) -> None:
         server = self.server
         log_ = server.durability.log
         reader = hiredis.Reader()
@@ -439,12 +464,12 @@ class Replication:
                 if problem is not None:
                     raise ReplicationError(f"bad record from the master: {problem}")
                 if records:
-                    # Acknowledge once logged, before applying: the master's commit rule
-                    # needs the records in this log, and the ack then overlaps the apply.
+                    if not self._following(generation):
+                        return  # the role changed while this data was on its way
+                    # Logged and applied with no checkpoint in between: a role change
+                    # (which cancels this task) never finds the log ahead of the keyspace.
                     log_.append_raw(buf[:consumed])
                     buf = buf[consumed:]
-                    log_.write()
-                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
                     server.logging = False
                     try:
                         for record in records:
@@ -455,7 +480,9 @@ class Replication:
                                 server.apply_replicated(argv, record.timestamp_ms)
                     finally:
                         server.logging = server.config.log_enabled
+                    log_.write()
                     self.slave_applied_lsn = log_.end_lsn
+                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
             chunk = await stream.receive_some(1 << 20)
             if not chunk:
                 raise ReplicationError("master closed the replication stream")

@@ -71,6 +71,7 @@ class PgServer:
         self._poller: select.epoll | None = None
         self._conns: dict[int, _Connection] = {}
         self._held: list[tuple[int, _Connection]] = []  # (lsn, conn) waiting for commit
+        self._failing_why = ""  # set on demotion: fail what the next flush holds
         self._sync_wanted = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.replication = Replication(self, managed=config.managed)
@@ -124,6 +125,13 @@ class PgServer:
     def release_replies(self) -> None:
         if self._held:
             self._release(self.reply_lsn)
+
+    def fail_uncommitted(self, why: str) -> None:
+        """A master was demoted: no write it has not committed may be acknowledged now —
+        neither those already waiting nor those executed earlier in this round, whose
+        replies are held at the next flush and failed there."""
+        self.fail_held(why)
+        self._failing_why = why
 
     def fail_held(self, why: str) -> None:
         """Close clients whose replies wait for a commit that will not come (demotion):
@@ -340,6 +348,9 @@ class PgServer:
         for conn in replies:
             if conn.fd in self._conns and not self._send(conn, poller):
                 self._close(conn, poller, self._conns)
+        if self._failing_why:
+            why, self._failing_why = self._failing_why, ""
+            self.fail_held(why)
 
     def _hold(self, replies: list[_Connection], lsn: int) -> None:
         """Keep these replies until the log is durable up to `lsn`; stop reading meanwhile."""
