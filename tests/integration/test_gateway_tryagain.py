@@ -277,6 +277,47 @@ def test_redirect_sends_a_held_request_to_the_new_owner(
         assert source.get(FENCED) == b"moved-value"  # never written after the fence
 
 
+def test_a_refused_part_the_new_map_splits_is_sent_to_both_owners(
+    backends: list[Pgserver], gateway: Gateway, raw: Raw
+) -> None:
+    """MGET/DEL parts [fenced, a1] on A: the new map gives only the fenced partition to B,
+    so each held part goes out again as two parts, merged back into one reply."""
+    old, new = backends
+    a1, b1 = A_KEYS[0], B_KEYS[0]
+    with gateway.client() as client:
+        client.mset({FENCED: "f", a1: "a", b1: "b"})
+    fence(old, str(FENCED_PN))
+    with new.client() as target:
+        target.set(FENCED, "f")
+    raw.send(("MGET", b1, FENCED, a1), ("EXISTS", FENCED, a1, b1, FENCED))
+    assert raw.nothing_within(0.3)
+    # Sent after the refusals: held behind them, whole.
+    raw.send(("DEL", a1, FENCED), ("MGET", FENCED, a1, b1))
+    results: list[object] = []
+
+    def resp3_client() -> None:
+        with connect(gateway.port, protocol=3) as client:
+            results.append(client.mget(FENCED, a1, b1))
+
+    thread = threading.Thread(target=resp3_client)
+    thread.start()
+    assert raw.nothing_within(0.3)
+    with gateway.admin() as admin:
+        assert admin.execute_command("BLOCK", "j1", str(FENCED_PN)) == b"OK"
+        assert (
+            admin.execute_command("REDIRECT", "j1", str(FENCED_PN), f"127.0.0.1:{new.port}", 1)
+            == b"OK"
+        )
+    assert raw.replies(4, timeout=3) == [[b"b", b"f", b"a"], 4, 2, [None, None, b"b"]]
+    thread.join(5)
+    assert results in ([[b"f", b"a", b"b"]], [[None, None, b"b"]])
+    with new.client() as target, old.client() as source:
+        assert target.get(FENCED) is None
+        assert source.get(a1) is None
+        unfence(old)
+        assert source.get(FENCED) == b"f"  # the old owner was not written after the fence
+
+
 # ---------------------------------------------------------------------- faults
 
 
