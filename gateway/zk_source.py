@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tessera.gateway.zk")
 
 REFRESH_INTERVAL_S = 0.02
+REFRESH_WARNING_EVERY_S = 10.0  # while ZooKeeper is unreachable, refusals keep asking
 
 
 def route_to_map(route: RoutePayload) -> PartitionMap:
@@ -86,6 +87,7 @@ class ZkMapSource:
 
     async def _refresher(self, gateway: GatewayServer) -> None:
         path = route_path(self.cluster)
+        warned: float | None = None
         while True:
             await self._refresh_wanted.wait()
             self._refresh_wanted = trio.Event()  # requests from now on ask for another read
@@ -93,7 +95,10 @@ class ZkMapSource:
             try:
                 data, _stat = await self.zk.get(path)
             except CoordinationError as exc:
-                log.warning("cannot re-read the route node: %s", exc)
+                now = trio.current_time()
+                if warned is None or now - warned >= REFRESH_WARNING_EVERY_S:
+                    warned = now
+                    log.warning("cannot re-read the route node: %s", exc)
             else:
                 partition_map = _decode(data)
                 if (
