@@ -46,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cluster", default="default", help="cluster name (with --zk)")
     parser.add_argument("--hold-timeout-ms", type=int, default=5000)
     parser.add_argument("--backend-timeout-ms", type=int, default=5000)
+    parser.add_argument(
+        "--moving-hold-ms",
+        type=int,
+        default=5000,
+        help="how long a request refused with TRYAGAIN partition (a fenced, moving partition) "
+        "is held and retried before the client gets the error (default 5000)",
+    )
+    parser.add_argument(
+        "--moving-retry-ms",
+        type=int,
+        default=50,
+        help="first retry backoff for such requests; doubles, at most 8x (default 50)",
+    )
     parser.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL/FLUSHDB")
     parser.add_argument("--max-clients", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
@@ -105,6 +118,8 @@ def main() -> None:
             backends=tuple(assignments),
             hold_timeout_ms=args.hold_timeout_ms,
             backend_timeout_ms=args.backend_timeout_ms,
+            moving_hold_ms=args.moving_hold_ms,
+            moving_retry_ms=args.moving_retry_ms,
             allow_flush=args.allow_flush,
             max_clients=args.max_clients,
             workers=args.workers,

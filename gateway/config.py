@@ -17,6 +17,11 @@ class GatewayConfig(BaseModel):
     backends: tuple[tuple[str, str], ...] = ()  # (ranges, HOST:PORT) for the static map
     hold_timeout_ms: int = Field(default=5000, ge=1)
     max_held_requests: int = Field(default=100_000, ge=1)
+    # A request a backend refused with TRYAGAIN partition (fenced, moving): how long it is
+    # held and retried before the client gets the error, and the first retry backoff
+    # (doubling, at most 8x).
+    moving_hold_ms: int = Field(default=5000, ge=1)
+    moving_retry_ms: int = Field(default=50, ge=1)
     backend_timeout_ms: int = Field(default=5000, ge=1)
     reconnect_backoff_ms: int = Field(default=100, ge=1)
     max_reconnect_backoff_ms: int = Field(default=2000, ge=1)

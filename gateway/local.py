@@ -238,6 +238,7 @@ class LocalCommands:
                 ("connected_clients", len(server.clients)),
                 ("maxclients", server.config.max_clients),
                 ("held_requests", server.blocks.held_count),
+                ("moving_held_requests", server.moving.count),
             ],
             "Stats": [
                 ("total_connections_received", server.stats["connections_received"]),
@@ -246,6 +247,17 @@ class LocalCommands:
                 ("backend_errors", server.stats["backend_errors"]),
                 ("total_held_requests", server.stats["held_requests"]),
                 ("expired_holds", server.stats["expired_holds"]),
+                *[
+                    (name, server.stats[name])
+                    for name in (
+                        "moved_replies",
+                        "moved_retries",
+                        "moved_timeouts",
+                        "moved_overflows",
+                        "map_refreshes",
+                        "map_refresh_updates",
+                    )
+                ],
             ],
             "Commandstats": [
                 (f"cmdstat_{name}", f"calls={count}")

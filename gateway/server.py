@@ -20,11 +20,13 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import hiredis
 import trio
 
+from gateway import moving
 from gateway.blocking import (
     AdminReply,
     BlockState,
@@ -65,31 +67,107 @@ _HELD_TOO_LONG = encode_error(
     "TRYAGAIN partition is being moved and the hold deadline passed; retry the request"
 )
 _TOO_MANY_HELD = encode_error("TRYAGAIN partition is being moved; too many requests held")
+_MOVED_PREFIX = b"-TRYAGAIN partition "  # a fenced source master (pgserver fenced_reply)
+_SPLIT_STEP = {b"mget": 1, b"mset": 2, b"del": 1, b"unlink": 1, b"exists": 1, b"touch": 1}
 
 
 class Slot:
     """One reply in a client's ordered queue; `data` is set when the reply is known.
 
     A slot waiting for a backend sits in that connection's FIFO itself (`pns`: the
-    partitions it touches, for the in-flight counts BLOCK waits on).
+    partitions it touches, for the in-flight counts BLOCK waits on; `argv`: the request,
+    to send it again if the backend refuses it with TRYAGAIN partition).
     """
 
-    __slots__ = ("client", "data", "pns")
+    __slots__ = ("argv", "client", "data", "pns")
 
-    def __init__(self, client: Client, data: bytes | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        data: bytes | None = None,
+        argv: list[bytes] | None = None,
+        pns: tuple[int, ...] = (),
+    ) -> None:
         self.client = client
         self.data = data
-        self.pns: tuple[int, ...] = ()
+        self.argv = argv
+        self.pns = pns
 
 
 class Waiter:
-    """A backend reply owed to a callback (part of a merge, a SCAN step, a handshake)."""
+    """A backend reply owed to a callback (part of a merge, a SCAN step, a handshake).
 
-    __slots__ = ("done", "pns")
+    `argv` is set for keyed requests (parts of a split), which a fence may refuse."""
 
-    def __init__(self, done: Callable[[bytes], None], pns: tuple[int, ...]) -> None:
+    __slots__ = ("argv", "done", "pns")
+
+    def __init__(
+        self,
+        done: Callable[[bytes], None],
+        pns: tuple[int, ...],
+        argv: list[bytes] | None = None,
+    ) -> None:
         self.done = done
         self.pns = pns
+        self.argv = argv
+
+
+class Moved:
+    """A request refused with TRYAGAIN partition (or queued behind one): held, then sent again.
+
+    While sent it waits in a connection's FIFO like a Waiter; `done` delivers the reply to
+    its slot or merge part. `deadline` is fixed at the first refusal; `error` is what the
+    client gets if the deadline passes.
+    """
+
+    __slots__ = (
+        "argv",
+        "attempts",
+        "backend",
+        "deadline",
+        "error",
+        "pns",
+        "resp3",
+        "server",
+        "target",
+    )
+
+    def __init__(
+        self,
+        server: GatewayServer,
+        target: Slot | Callable[[bytes], None],
+        argv: list[bytes],
+        pns: tuple[int, ...],
+        resp3: bool,
+        deadline: float,
+        error: bytes,
+        backend: Backend,
+        attempts: int = 0,
+    ) -> None:
+        self.server = server
+        self.target = target
+        self.argv = argv
+        self.pns = pns
+        self.resp3 = resp3
+        self.deadline = deadline
+        self.error = error
+        self.backend = backend
+        self.attempts = attempts
+
+    def done(self, data: bytes) -> None:
+        target = self.target
+        if isinstance(target, Slot):
+            self.server.complete(target, data)
+        else:
+            target(data)
+
+    def alive(self) -> bool:
+        """False when its client has gone (only known for whole requests, not parts)."""
+        target = self.target
+        if not isinstance(target, Slot):
+            return True
+        client = target.client
+        return self.server.clients.get(client.id) is client
 
 
 class Client:
@@ -149,7 +227,7 @@ class BackendConn:
         self.fd = sock.fileno()
         self.connected = False
         self.out: list[bytes] = []
-        self.waiting: deque[Slot | Waiter] = deque()
+        self.waiting: deque[Slot | Waiter | Moved] = deque()
         self.buf = b""
         self.last_reply = time.monotonic()
 
@@ -157,17 +235,15 @@ class BackendConn:
 class Merge:
     """Replies of the parts of a split or fanned-out command, combined when all are in."""
 
-    __slots__ = ("combine", "left", "results", "server", "slot")
+    __slots__ = ("combine", "finish", "left", "results")
 
     def __init__(
         self,
-        server: GatewayServer,
-        slot: Slot,
+        finish: Callable[[bytes], None],
         parts: int,
         combine: Callable[[list[bytes]], bytes],
     ) -> None:
-        self.server = server
-        self.slot = slot
+        self.finish = finish  # completes the client's slot (or an enclosing merge's part)
         self.left = parts
         self.results: list[bytes] = [b""] * parts
         self.combine = combine
@@ -177,7 +253,7 @@ class Merge:
             self.results[index] = data
             self.left -= 1
             if self.left == 0:
-                self.server.complete(self.slot, self.combine(self.results))
+                self.finish(self.combine(self.results))
 
         return done
 
@@ -200,6 +276,14 @@ class GatewayServer:
         self.blocks: BlockState[tuple[Slot, list[bytes]]] = BlockState(
             config.hold_timeout_ms / 1000, config.max_held_requests
         )
+        retry_s = config.moving_retry_ms / 1000
+        self.moving: moving.MovingHolds[Moved] = moving.MovingHolds(
+            retry_s, retry_s * 8, config.max_held_requests
+        )
+        self.moving_hold_s = config.moving_hold_ms / 1000
+        # Set by a map source that can be asked for a fresh map now (ZooKeeper); called when a
+        # backend refuses a request because its partition is moving.
+        self.refresh_map: Callable[[], None] | None = None
         self.local = LocalCommands(self)
         self.port = 0
         self.admin_port = 0
@@ -213,6 +297,12 @@ class GatewayServer:
             "backend_errors": 0,
             "held_requests": 0,
             "expired_holds": 0,
+            "moved_replies": 0,  # TRYAGAIN partition replies from backends (not forwarded)
+            "moved_retries": 0,  # requests sent again after one
+            "moved_timeouts": 0,  # clients answered TRYAGAIN: the hold deadline passed
+            "moved_overflows": 0,  # clients answered TRYAGAIN: too many requests held
+            "map_refreshes": 0,  # explicit re-reads of the map source
+            "map_refresh_updates": 0,  # ... that found a newer map
         }
         self.command_counts: dict[str, int] = {}
         self._next_client_id = 1
@@ -344,6 +434,7 @@ class GatewayServer:
             client.parser.exact
             and client.authenticated
             and not self.blocks.jobs
+            and not self.moving.count
             and self._forward_raw(client, commands, data)
         ):
             return
@@ -378,14 +469,15 @@ class GatewayServer:
         conn = self._route[client.resp3][index] or self._connect_route(client.resp3, index)
         if conn is None:
             return False
-        queue = client.queue
         waiting = conn.waiting
         if not waiting:
             conn.last_reply = time.monotonic()  # the timeout counts from the oldest request
+        queue = client.queue
         inflight = self.inflight
+        i = 0
         for pn in pns:
-            slot = Slot(client)
-            slot.pns = (pn,)
+            slot = Slot(client, None, commands[i], (pn,))
+            i += 1  # noqa: SIM113 (enumerate() costs ~100 ns more per read here)
             queue.append(slot)
             waiting.append(slot)
             inflight[pn] += 1
@@ -467,6 +559,9 @@ class GatewayServer:
         if job is not None:
             self._hold(job, slot, argv)
             return
+        if self.moving.count and self.moving.pn_held[pn]:
+            self._hold_behind(slot, argv, (pn,))
+            return
         conn = self._route[slot.client.resp3][self.map.owner[pn]]
         if conn is None:
             conn = self._connect_route(slot.client.resp3, self.map.owner[pn])
@@ -474,6 +569,7 @@ class GatewayServer:
                 self.complete(slot, self._unavailable(self.map.backend_of(pn)))
                 return
         slot.pns = (pn,)
+        slot.argv = argv
         self._send_to(conn, encode_command(argv), slot)
 
     def _hold(self, job: str, slot: Slot, argv: list[bytes]) -> None:
@@ -488,35 +584,32 @@ class GatewayServer:
         if len(args) % step:
             self.complete(slot, _arity_error(argv[0]))  # MSET k1 v1 k2: Redis writes nothing
             return
-        groups: dict[int, list[int]] = {}  # backend index -> positions of keys
-        owner = self.map.owner
+        pns = [partition_of(args[i]) for i in range(0, len(args), step)]
         blocked = self.blocks.blocked_job
-        for i in range(0, len(args), step):
-            pn = partition_of(args[i])
+        for pn in pns:
             job = blocked[pn]
             if job is not None:
                 self._hold(job, slot, argv)
                 return
-            groups.setdefault(owner[pn], []).append(i)
-        resp3 = slot.client.resp3
+        if self.moving.count and self.moving.touches(pns):
+            self._hold_behind(slot, argv, tuple(pns))
+            return
+        groups = _split_groups(self.map.owner, pns)
         if len(groups) == 1:
             (index,) = groups
-            self._forward(
-                slot, argv, index, tuple(partition_of(args[i]) for i in range(0, len(args), step))
-            )
+            self._forward(slot, argv, index, tuple(pns))
             return
-        combine = _MERGERS[name](len(args) // step, list(groups.values()), resp3)
-        merge = Merge(self, slot, len(groups), combine)
-        for part, (index, positions) in enumerate(groups.items()):
-            sub = [argv[0]]
-            for i in positions:
-                sub.extend(args[i : i + step])
-            pns = tuple(partition_of(args[i]) for i in positions)
+        resp3 = slot.client.resp3
+        combine = _MERGERS[name](len(pns), list(groups.values()), resp3)
+        merge = Merge(partial(self.complete, slot), len(groups), combine)
+        for part, (index, ordinals) in enumerate(groups.items()):
+            sub = _split_part(argv, step, ordinals)
+            part_pns = tuple(pns[k] for k in ordinals)
             conn = self._conn_for(resp3, index)
             if conn is None:
                 merge.part(part)(self._unavailable(self.map.backends[index]))
             else:
-                self._send_to(conn, encode_command(sub), Waiter(merge.part(part), pns))
+                self._send_to(conn, encode_command(sub), Waiter(merge.part(part), part_pns, sub))
 
     def _forward(self, slot: Slot, argv: list[bytes], index: int, pns: tuple[int, ...]) -> None:
         conn = self._conn_for(slot.client.resp3, index)
@@ -524,6 +617,7 @@ class GatewayServer:
             self.complete(slot, self._unavailable(self.map.backends[index]))
             return
         slot.pns = pns
+        slot.argv = argv
         self._send_to(conn, encode_command(argv), slot)
 
     def _route_fanout(self, slot: Slot, argv: list[bytes], name: str) -> None:
@@ -545,7 +639,7 @@ class GatewayServer:
             self._route_scan(slot, argv)
             return
         combine = _FANOUT_MERGERS[name](resp3)
-        merge = Merge(self, slot, len(backends), combine)
+        merge = Merge(partial(self.complete, slot), len(backends), combine)
         for part, index in enumerate(backends):
             conn = self._conn_for(resp3, index)
             if conn is None:
@@ -591,7 +685,7 @@ class GatewayServer:
         else:
             self._send_to(conn, encode_command(sub), Waiter(done, ()))
 
-    def _send_to(self, conn: BackendConn, request: bytes, waiter: Slot | Waiter) -> None:
+    def _send_to(self, conn: BackendConn, request: bytes, waiter: Slot | Waiter | Moved) -> None:
         if not conn.waiting:
             conn.last_reply = time.monotonic()  # the timeout counts from the oldest request
         conn.out.append(request)
@@ -700,7 +794,13 @@ class GatewayServer:
                 waiter = waiting.popleft()
                 for pn in waiter.pns:
                     inflight[pn] -= 1
-                if type(waiter) is Slot:
+                if (
+                    buf[pos] == 45  # b"-": the one check a reply pays (errors are rare)
+                    and waiter.argv is not None
+                    and buf.startswith(_MOVED_PREFIX, pos)
+                ):
+                    self._on_moved(conn, waiter, buf[pos:end])
+                elif type(waiter) is Slot:
                     self.complete(waiter, buf[pos:end])
                 else:
                     waiter.done(buf[pos:end])  # type: ignore[union-attr]
@@ -739,6 +839,8 @@ class GatewayServer:
                 self.complete(waiter, error)
             else:
                 waiter.done(error)
+        if self.moving.count:  # requests this backend refused and that wait for a retry
+            self._apply_moving(self.moving.handle(moving.BackendLost((conn.backend, conn.resp3))))
 
     # ------------------------------------------------------------------ output
 
@@ -867,13 +969,129 @@ class GatewayServer:
         return sum(sum(self.inflight[a : b + 1]) for a, b in ranges)
 
     def set_map(self, new_map: PartitionMap) -> bool:
-        """Adopt a newer map (never an older one)."""
+        """Adopt a newer map (never an older one); requests held for TRYAGAIN go again."""
         if new_map.version < self.map.version:
             return False
+        newer = new_map.version > self.map.version
         self.map = new_map
         self._rebuild_routes()
         log.info("partition map %s", new_map.describe())
+        if newer and self.moving.count:
+            self._apply_moving(self.moving.handle(moving.MapChanged()))
+            self._flush()
         return True
+
+    # ------------------------------------------------------------------ moving partitions
+
+    def _on_moved(self, conn: BackendConn, waiter: Slot | Waiter | Moved, error: bytes) -> None:
+        """A backend refused a request: its partition is fenced (moving). Hold, retry later.
+
+        Its slot stays in the client's queue unfilled, so no later reply overtakes it.
+        """
+        self.stats["moved_replies"] += 1
+        now = time.monotonic()
+        if type(waiter) is Moved:
+            moved = waiter
+            moved.error = error
+            moved.backend = conn.backend
+        else:
+            assert waiter.argv is not None
+            moved = Moved(
+                self,
+                waiter if isinstance(waiter, Slot) else waiter.done,
+                waiter.argv,
+                waiter.pns,
+                conn.resp3,
+                now + self.moving_hold_s,
+                error,
+                conn.backend,
+            )
+        if now >= moved.deadline:
+            self.stats["moved_timeouts"] += 1
+            moved.done(error)
+            return
+        self._hold_moved(moved, now)
+        self._request_refresh()
+
+    def _hold_behind(self, slot: Slot, argv: list[bytes], pns: tuple[int, ...]) -> None:
+        """A new request for partitions that have held requests waits behind them (order)."""
+        now = time.monotonic()
+        backend = self.map.backend_of(pns[0])
+        error = _moved_error(pns[0])
+        moved = Moved(
+            self, slot, argv, pns, slot.client.resp3, now + self.moving_hold_s, error, backend
+        )
+        self._hold_moved(moved, now)
+
+    def _hold_moved(self, moved: Moved, now: float) -> None:
+        key = (moved.backend, moved.resp3)
+        if not self.moving.hold(moved, moved.pns, key, moved.deadline, moved.attempts, now):
+            self.stats["moved_overflows"] += 1
+            moved.done(moved.error)
+
+    def _request_refresh(self) -> None:
+        if self.refresh_map is not None:
+            self.refresh_map()
+
+    def _apply_moving(self, actions: list[moving.Action[Moved]]) -> None:
+        """Carry out the moving holds' actions (the caller flushes)."""
+        for action in actions:
+            if isinstance(action, moving.Resend):
+                for moved in action.items:
+                    if moved.alive():
+                        self._resend(moved)
+            elif isinstance(action, moving.Expire):
+                self.stats["moved_timeouts"] += len(action.items)
+                for moved in action.items:
+                    moved.done(moved.error)
+            elif isinstance(action, moving.Fail):
+                for moved in action.items:
+                    moved.done(self._unavailable(moved.backend))
+            else:
+                self._request_refresh()
+
+    def _resend(self, moved: Moved) -> None:
+        """Route a held request with the map as it is now (split again if need be)."""
+        blocked = self.blocks.blocked_job
+        if any(blocked[pn] is not None for pn in moved.pns):
+            # A BLOCK came meanwhile: wait for its REDIRECT (a new map) or UNBLOCK.
+            self._hold_moved(moved, time.monotonic())
+            return
+        moved.attempts += 1
+        self.stats["moved_retries"] += 1
+        argv = moved.argv
+        owner = self.map.owner
+        step = _SPLIT_STEP.get(argv[0].lower())
+        if step is not None:
+            groups = _split_groups(owner, list(moved.pns))
+            if len(groups) > 1:  # the map changed under a multi-key request: split it again
+                name = argv[0].decode().lower()
+                combine = _MERGERS[name](len(moved.pns), list(groups.values()), moved.resp3)
+                merge = Merge(moved.done, len(groups), combine)
+                for part, (index, ordinals) in enumerate(groups.items()):
+                    sub = Moved(
+                        self,
+                        merge.part(part),
+                        _split_part(argv, step, ordinals),
+                        tuple(moved.pns[k] for k in ordinals),
+                        moved.resp3,
+                        moved.deadline,
+                        moved.error,
+                        moved.backend,
+                        moved.attempts,
+                    )
+                    self._send_moved(sub, index)
+                return
+        self._send_moved(moved, owner[moved.pns[0]])
+
+    def _send_moved(self, moved: Moved, index: int) -> None:
+        backend = self.map.backends[index]
+        conn = self._conn_for(moved.resp3, index)
+        if conn is None:
+            moved.done(self._unavailable(backend))
+            return
+        moved.backend = backend
+        self._send_to(conn, encode_command(moved.argv), moved)
 
     async def _housekeeping(self) -> None:
         """Hold deadlines, drain notices, backend timeouts: every 10 ms / 100 ms."""
@@ -886,6 +1104,9 @@ class GatewayServer:
             now = time.monotonic()
             if self.blocks.held_count:
                 self.apply_block_actions(self.blocks.handle(Tick(now)))
+            if self.moving.count:
+                self._apply_moving(self.moving.handle(moving.Tick(now)))
+                self._flush()
             for job, (ranges, event) in list(self._drain_waits.items()):
                 if self.inflight_in(ranges) == 0:
                     del self._drain_waits[job]
@@ -901,6 +1122,32 @@ class GatewayServer:
 
 def _ignore(data: bytes) -> None:
     return None
+
+
+def _moved_error(pn: int) -> bytes:
+    """What a fenced pgserver answers (pgserver.context.fenced_reply), for requests held
+    behind a refused one that pass their deadline without having been sent."""
+    return encode_error(
+        f"TRYAGAIN partition {pn} is moving to another partition group; "
+        "refresh the partition map and retry"
+    )
+
+
+def _split_groups(owner: bytes | tuple[int, ...], pns: list[int]) -> dict[int, list[int]]:
+    """backend index -> ordinals of the keys (of a split command) it owns."""
+    groups: dict[int, list[int]] = {}
+    for ordinal, pn in enumerate(pns):
+        groups.setdefault(owner[pn], []).append(ordinal)
+    return groups
+
+
+def _split_part(argv: list[bytes], step: int, ordinals: list[int]) -> list[bytes]:
+    """The command for some of the keys (with their values for MSET)."""
+    sub = [argv[0]]
+    for k in ordinals:
+        start = 1 + k * step
+        sub.extend(argv[start : start + step])
+    return sub
 
 
 def _arity_error(name: bytes) -> bytes:

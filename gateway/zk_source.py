@@ -3,6 +3,11 @@
 The confmaster leader rewrites /tessera/clusters/<name>/route whenever the partition map or
 a PG master changes; the gateway applies each newer version (never an older one) and keeps
 an ephemeral registration under gateways_live so the confmaster sees it is alive.
+
+When a backend refuses a request because its partition is moving (TRYAGAIN partition), the
+gateway asks for a fresh map now (`request_refresh`): the route node is read again rather
+than waiting for the watch, which may be late or lost. Reads are coalesced (one at a time,
+at most one per `REFRESH_INTERVAL_S`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tessera.gateway.zk")
 
+REFRESH_INTERVAL_S = 0.02
+REFRESH_WARNING_EVERY_S = 10.0  # while ZooKeeper is unreachable, refusals keep asking
+
 
 def route_to_map(route: RoutePayload) -> PartitionMap:
     return PartitionMap.from_assignments(
@@ -37,6 +45,7 @@ class ZkMapSource:
         self.zk = ZkClient(zk_hosts, chroot=chroot)
         self.cluster = cluster
         self._routes: trio.MemoryReceiveChannel[tuple[bytes | None, ZnodeStat | None]] | None = None
+        self._refresh_wanted = trio.Event()
 
     async def first_map(self, wait_s: float = 60.0) -> PartitionMap:
         """Connect and wait until the cluster has a complete route (every PG has a master)."""
@@ -64,11 +73,42 @@ class ZkMapSource:
         assert self._routes is not None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._register, gateway)
+            nursery.start_soon(self._refresher, gateway)
+            gateway.refresh_map = self.request_refresh
             task_status.started()
             async for data, _stat in self._routes:
                 partition_map = _decode(data)
                 if partition_map is not None and gateway.set_map(partition_map):
                     log.info("applied route version %d from ZooKeeper", partition_map.version)
+
+    def request_refresh(self) -> None:
+        """Read the route node again soon (called from the gateway's reactor; never blocks)."""
+        self._refresh_wanted.set()
+
+    async def _refresher(self, gateway: GatewayServer) -> None:
+        path = route_path(self.cluster)
+        warned: float | None = None
+        while True:
+            await self._refresh_wanted.wait()
+            self._refresh_wanted = trio.Event()  # requests from now on ask for another read
+            gateway.stats["map_refreshes"] += 1
+            try:
+                data, _stat = await self.zk.get(path)
+            except CoordinationError as exc:
+                now = trio.current_time()
+                if warned is None or now - warned >= REFRESH_WARNING_EVERY_S:
+                    warned = now
+                    log.warning("cannot re-read the route node: %s", exc)
+            else:
+                partition_map = _decode(data)
+                if (
+                    partition_map is not None
+                    and partition_map.version > gateway.map.version
+                    and gateway.set_map(partition_map)
+                ):
+                    gateway.stats["map_refresh_updates"] += 1
+                    log.info("applied route version %d (re-read)", partition_map.version)
+            await trio.sleep(REFRESH_INTERVAL_S)
 
     async def _register(self, gateway: GatewayServer) -> None:
         """An ephemeral node per gateway; re-created after a lost session."""
