@@ -538,8 +538,8 @@ class RangeMover:
         raise AssertionError(step)
 
     async def _interruptible(self, op: _Op, work: Awaitable[None]) -> bool:
-        """Run `work`; in run(), cancel() may stop it (False)."""
-        if not op.run:
+        """Run `work`; in run(), cancel() may stop it (False), except on the cancel path."""
+        if not op.run or self.phase == "cancelling":
             await work
             return True
         with trio.CancelScope() as scope:
