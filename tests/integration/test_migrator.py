@@ -224,13 +224,13 @@ async def cut_over(mover: RangeMover) -> int:
     return l1
 
 
-def compare_after_commit(source: redis.Redis, target: redis.Redis) -> None:
+def compare_after_commit(source: redis.Redis, target: redis.Redis, min_keys: int = 1000) -> None:
     """With the target committed and the writers stopped: unfence the source only to read
     it, let the short TTLs of the load pass on both sides, then compare the ranges."""
     assert call(source, "TSR.FENCE", "DEL", RANGES) in (b"OK", True)
     time.sleep(0.4)
     expected = range_snapshot(source)
-    assert len(expected) > 1000
+    assert len(expected) > min_keys
     assert_target_holds_exactly(target, expected)
 
 
@@ -507,3 +507,27 @@ def test_a_sigkilled_command_line_run_is_taken_over_from_its_state_file(
     result = migrator(*args, "--cutover")  # nothing left to do
     assert result.returncode == 0
     assert "already done" in result.stdout
+
+
+async def test_a_move_between_pgservers_that_require_a_password(tmp_path: Path) -> None:
+    secret = ("--requirepass", "s3cret")
+    source_proc, s_port = start_pgserver(tmp_path / "source", None, *secret)
+    target_proc, t_port = start_pgserver(tmp_path / "target", None, *secret)
+    try:
+        source = redis.Redis(port=s_port, password="s3cret")
+        target = redis.Redis(port=t_port, password="s3cret")
+        populate(source, 300, big_string=False)
+        wrong, _saved, _seen = mover_for((s_port, t_port), password="nope")
+        with pytest.raises(MigrationError, match="refused AUTH: WRONGPASS") as refused:
+            await wrong.run()
+        assert "nope" not in str(refused.value)
+        mover, _saved, _seen = mover_for((s_port, t_port), password="s3cret")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(mover.run)
+            assert await mover.wait_caught_up(0, 30)
+            await cut_over(mover)
+        await mover.commit_target()
+        compare_after_commit(source, target, min_keys=100)
+    finally:
+        stop(source_proc)
+        stop(target_proc)
