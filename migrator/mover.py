@@ -509,6 +509,8 @@ class RangeMover:
                 return DumpDropped(new_id())
             case ClearTarget():
                 tgt = await op.target()
+                if not await self._target_importing(tgt):
+                    return TargetCleared(new_id())  # nothing of ours there (and it is empty)
                 if not await self._interruptible(op, self._delete_range(tgt)):
                     return CancelRequested(new_id())
                 return TargetCleared(new_id())
@@ -592,6 +594,20 @@ class RangeMover:
             self._note = f"deleting the ranges on {conn.name}"
             self._publish()
             await trio.sleep(self.config.poll_interval_ms / 1000)
+
+    async def _target_importing(self, tgt: PgConnection) -> bool:
+        """Whether the target imports every partition of the ranges. Keys of partitions it
+        does not import are its own (it may well own them): never deleted by a mover."""
+        importing = _partitions(await tgt.call("TSR.IMPORTING", "LIST"))
+        if all(p in importing for p in self._wanted.members()):
+            return True
+        keys = int((await tgt.call("TSR.COUNT", self.ranges))[0])
+        if keys:
+            raise MigrationError(
+                f"the target holds {keys} keys of {self.ranges} but does not import them all: "
+                "they are not this move's; refusing to delete them"
+            )
+        return False
 
     # ------------------------------------------------------------------------ the load
 

@@ -455,6 +455,11 @@ def test_the_command_line_fails_in_one_line(servers: tuple[int, int]) -> None:
         "TSR.DELRANGE on the target)"
     ]
     assert "Traceback" not in result.stderr
+    # A cancel without a state file deletes nothing the target owns (it imports nothing).
+    result = migrator(*addresses, "--range", RANGES, "--cancel")
+    assert result.returncode == 2
+    assert "does not import them all: they are not this move's" in result.stderr
+    assert call(redis.Redis(port=t_port), "TSR.COUNT", RANGES)[0] == 1
     bad = migrator("--source", "nowhere", "--target", f"127.0.0.1:{t_port}", "--range", "1")
     assert bad.returncode == 2
     assert "bad address 'nowhere'" in bad.stderr
