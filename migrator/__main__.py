@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--chunk-elements", type=int, default=256, help="collection elements per dump command"
     )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("TESSERA_REQUIREPASS"),
+        help="AUTH password of the pgservers (or $TESSERA_REQUIREPASS)",
+    )
     parser.add_argument("--progress-interval-ms", type=int, default=1000)
     add_common_arguments(parser)
     parser.set_defaults(log_level="warning")
@@ -258,6 +263,7 @@ def main() -> None:
         else:
             fail(PROG, "--range is required (unless --state-file holds a move)")
         config = MoverConfig(
+            password=args.password,
             rate_mb_s=args.rate_mb_s,
             dump_chunk_elements=args.chunk_elements,
             progress_interval_ms=args.progress_interval_ms,

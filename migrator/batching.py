@@ -103,8 +103,12 @@ class Group:
 
 
 def command_size(argv: Command) -> int:
-    """Bytes of a command in RESP (a close estimate: digits of lengths count as 2)."""
-    return 16 + sum(len(arg) + 8 for arg in argv)
+    """Bytes of a command in RESP: `*<n>\r\n`, then `$<len>\r\n<arg>\r\n` per argument."""
+    size = 3 + len(str(len(argv)))
+    for arg in argv:
+        n = len(arg)
+        size += 5 + n + len(str(n))
+    return size
 
 
 def group_frames(

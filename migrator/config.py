@@ -12,6 +12,7 @@ class MoverConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    password: str | None = Field(default=None, repr=False)  # AUTH, if the pgservers need it
     rate_mb_s: float = Field(default=0.0, ge=0)  # load throttle (MB = 2**20 bytes); 0: none
     dump_chunk_elements: int = Field(default=256, ge=1)  # TSR.DUMP ... CHUNK
     dump_read_bytes: int = Field(default=1 << 20, ge=1, le=MAX_DUMP_READ_BYTES)

@@ -57,7 +57,9 @@ class ServerReplyError(MigrationError):
 
 
 def describe(argv: Command) -> str:
-    """A command as named in error messages: its name and first argument."""
+    """A command as named in error messages: its name and first argument (not a password)."""
+    if argv[0].upper() == b"AUTH":
+        return "AUTH"
     words = [arg.decode("utf-8", "replace") for arg in argv[:2]]
     text = " ".join(words)
     return text if len(text) <= 120 else text[:117] + "..."
@@ -271,6 +273,8 @@ async def open_connection(
     stream = await connect(address, role, config)
     conn = PgConnection(stream, address, role, config)
     try:
+        if config.password is not None:
+            await conn.call("AUTH", config.password)
         yield conn
     finally:
         with trio.CancelScope(shield=True):

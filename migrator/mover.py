@@ -273,12 +273,6 @@ class RangeMover:
         if self._load_started is not None and self._bytes_loaded:
             rate = self._bytes_loaded / max(now - self._load_started, 1e-3)
         total = self._dump_bytes if self._dump_bytes is not None else self._bytes_estimate
-        lag = None
-        if s.phase == "catching_up" and s.applied_lsn is not None:
-            newest = max(self._source_end or 0, self._received or 0)
-            lag = max(newest - s.applied_lsn, 0) if newest else None
-        elif s.phase == "loading" and s.l0 is not None and self._source_end is not None:
-            lag = max(self._source_end - s.l0, 0)
         return Progress(
             phase=s.phase,
             ranges=self.ranges,
@@ -295,7 +289,7 @@ class RangeMover:
             applied_lsn=s.applied_lsn,
             received_lsn=self._received,
             source_log_end=self._source_end,
-            lag_bytes=lag,
+            lag_bytes=self._lag_bytes(),
             lag_records=self._lag_records,
             commands_applied=self._commands_applied,
             fence_lsn=s.fence_lsn,
@@ -305,6 +299,17 @@ class RangeMover:
             error=self._error,
             note=self._note,
         )
+
+    def _lag_bytes(self) -> int | None:
+        """Catching up: the source's log end (or the last frame) minus applied_lsn; loading:
+        how much log the catch-up will have to replay."""
+        s = self._machine.state
+        if s.phase == "catching_up" and s.applied_lsn is not None:
+            newest = max(self._source_end or 0, self._received or 0)
+            return max(newest - s.applied_lsn, 0) if newest else None
+        if s.phase == "loading" and s.l0 is not None and self._source_end is not None:
+            return max(self._source_end - s.l0, 0)
+        return None
 
     # ------------------------------------------------------------------------ the API
 
@@ -334,7 +339,7 @@ class RangeMover:
         timeout; MigrationError if the mover stopped."""
 
         def ready() -> bool:
-            lag = self.progress.lag_bytes
+            lag = self._lag_bytes()
             return (
                 self._following
                 and self._source_end is not None
@@ -504,6 +509,8 @@ class RangeMover:
                 return DumpDropped(new_id())
             case ClearTarget():
                 tgt = await op.target()
+                if not await self._target_importing(tgt):
+                    return TargetCleared(new_id())  # nothing of ours there (and it is empty)
                 if not await self._interruptible(op, self._delete_range(tgt)):
                     return CancelRequested(new_id())
                 return TargetCleared(new_id())
@@ -538,8 +545,8 @@ class RangeMover:
         raise AssertionError(step)
 
     async def _interruptible(self, op: _Op, work: Awaitable[None]) -> bool:
-        """Run `work`; in run(), cancel() may stop it (False)."""
-        if not op.run:
+        """Run `work`; in run(), cancel() may stop it (False), except on the cancel path."""
+        if not op.run or self.phase == "cancelling":
             await work
             return True
         with trio.CancelScope() as scope:
@@ -587,6 +594,20 @@ class RangeMover:
             self._note = f"deleting the ranges on {conn.name}"
             self._publish()
             await trio.sleep(self.config.poll_interval_ms / 1000)
+
+    async def _target_importing(self, tgt: PgConnection) -> bool:
+        """Whether the target imports every partition of the ranges. Keys of partitions it
+        does not import are its own (it may well own them): never deleted by a mover."""
+        importing = _partitions(await tgt.call("TSR.IMPORTING", "LIST"))
+        if all(p in importing for p in self._wanted.members()):
+            return True
+        keys = int((await tgt.call("TSR.COUNT", self.ranges))[0])
+        if keys:
+            raise MigrationError(
+                f"the target holds {keys} keys of {self.ranges} but does not import them all: "
+                "they are not this move's; refusing to delete them"
+            )
+        return False
 
     # ------------------------------------------------------------------------ the load
 

@@ -42,8 +42,13 @@ class TailStream:
         stream = await connect(address, "source", config)
         tail = cls(stream, address)
         try:
-            await tail._send(encode_command([b"TSR.TAIL", b"%d" % lsn, ranges.encode()]))
+            request = encode_command([b"TSR.TAIL", b"%d" % lsn, ranges.encode()])
+            if config.password is not None:
+                request = encode_command([b"AUTH", config.password.encode()]) + request
+            await tail._send(request)
             with trio.move_on_after(config.reply_timeout_ms / 1000) as timer:
+                if config.password is not None:
+                    await tail._next()  # +OK (a refusal raises)
                 header = await tail._next()
             if timer.cancelled_caught:
                 raise MigrationError(f"the source {address} did not answer TSR.TAIL")

@@ -10,6 +10,7 @@ from migrator.batching import (
     DumpParser,
     Frame,
     TokenBucket,
+    command_size,
     group_frames,
     marker_done,
     marker_key,
@@ -82,6 +83,11 @@ def test_only_progress_frames_make_a_group_without_commands() -> None:
     assert (group.end_lsn, group.commands, group.frames) == (9, [], 0)
 
 
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=20))
+def test_command_size_is_the_resp_length(argv: list[bytes]) -> None:
+    assert command_size(argv) == len(encode_command(argv))
+
+
 def test_parse_frame() -> None:
     assert parse_frame([5, 7, [[b"DEL", b"a"]]]) == Frame(5, 7, [[b"DEL", b"a"]])
     with pytest.raises(MigrationError, match="not a tail frame"):
@@ -113,6 +119,7 @@ def test_dump_bytes_cut_anywhere_give_the_same_batches(batch_bytes: int) -> None
     assert whole == one_by_one
     assert [argv for commands, _, _ in whole for argv in commands] == DUMP
     assert sum(keys for _, _, keys in whole) == 3  # SET s, DEL h, SET big
+    assert sum(size for _, size, _ in whole) == len(DUMP_BYTES)
     if batch_bytes == 1:
         assert len(whole) == len(DUMP)  # one command per batch at least
 
