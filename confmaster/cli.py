@@ -158,6 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     map_sub = map_.add_subparsers(dest="action", required=True)
     map_sub.add_parser("show")
 
+    migrate = sub.add_parser(
+        "migrate",
+        help="move partition ranges to other PGs online; status, list, cancel",
+        description="Start jobs: migrate --range FIRST-LAST:PG [--range ...] [--wait]. "
+        "Then: migrate status [JOB] [--watch] [--json], migrate list, "
+        "migrate cancel JOB | --all.",
+    )
+    migrate.add_argument("action", nargs="?", choices=["status", "list", "cancel"])
+    migrate.add_argument("job", nargs="?", help="a job id (status, cancel)")
+    migrate.add_argument("--cluster", dest="migrate_cluster", help="the cluster (as above)")
+    migrate.add_argument(
+        "--range", action="append", default=[], help="FIRST-LAST:TARGET_PG (repeatable)"
+    )
+    migrate.add_argument(
+        "--rate-mb-s", type=float, default=0.0, help="throttle of the copy (0: none)"
+    )
+    migrate.add_argument(
+        "--block-budget-ms",
+        type=int,
+        default=3000,
+        help="longest client-visible block of a cutover attempt before it rolls back",
+    )
+    migrate.add_argument(
+        "--wait", action="store_true", help="show progress until the jobs end; exit 1 if any failed"
+    )
+    migrate.add_argument("--all", action="store_true", help="cancel every running job")
+    migrate.add_argument("--watch", action="store_true", help="refresh every second")
+    migrate.add_argument("--json", dest="migrate_json", action="store_true")
+
     status = sub.add_parser("status", help="cluster, PGs, pgservers, gateways")
     status.add_argument("--watch", action="store_true", help="refresh every second")
     return parser
@@ -218,6 +247,8 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
             f" at epoch {reply['epoch']}"
         )
         return reply, text
+    if args.command == "migrate":
+        return run_migrate(args)
     if args.command == "map":
         reply = call(addr, "GET", base + "/map")
         lines = [f"map version {reply['version']}"]
@@ -227,12 +258,147 @@ def run(args: argparse.Namespace) -> tuple[Any, str]:
     return reply, show_status(reply)
 
 
+# ---------------------------------------------------------------------- migrate
+
+FINISHED = ("done", "cancelled", "failed")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _fmt_time(ms: int) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
+
+
+def _ranges_text(job: dict[str, Any]) -> str:
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in job["ranges"])
+
+
+def show_job(job: dict[str, Any]) -> str:
+    eta = f"{job['eta_s']:.1f} s" if job.get("eta_s") is not None else "-"
+    lag = "-" if job["lag_bytes"] >= 1 << 30 else _fmt_bytes(job["lag_bytes"])
+    blocks = ", ".join(f"{ms} ms" for ms in job["block_ms"]) or "-"
+    return "\n".join(
+        [
+            f"job {job['id']}  {job['phase']:<10} PG {job['source_pg']} -> PG "
+            f"{job['target_pg']}   partitions {_ranges_text(job)}",
+            f"  copied     {job['keys_copied']}/{job['keys_total']} keys, "
+            f"{_fmt_bytes(job['bytes_copied'])}/{_fmt_bytes(job['bytes_total'])} (estimated)"
+            f"   ETA {eta}",
+            f"  catch-up   applied LSN {job['applied_lsn']}   lag {lag}, "
+            f"{job['lag_records']} records",
+            f"  cutover    attempts {job['attempts']}/{job['max_attempts']}   block {blocks}"
+            f"   budget {job['block_budget_ms']} ms",
+            f"  last error {job['last_error'] or '-'}",
+            f"  created {_fmt_time(job['created_ms'])}   updated {_fmt_time(job['updated_ms'])}"
+            f"   finished {_fmt_time(job['finished_ms'])}",
+        ]
+    )
+
+
+def show_jobs(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "(no migration jobs)"
+    lines = [f"{'job':>5}  {'phase':<10} {'from':>4} {'to':>4}  {'keys':>17}  {'block':>8}  ranges"]
+    for job in jobs:
+        block = f"{job['block_ms'][-1]} ms" if job["block_ms"] else "-"
+        keys = f"{job['keys_copied']}/{job['keys_total']}"
+        lines.append(
+            f"{job['id']:>5}  {job['phase']:<10} {job['source_pg']:>4} {job['target_pg']:>4}  "
+            f"{keys:>17}  {block:>8}  {_ranges_text(job)}"
+        )
+    return "\n".join(lines)
+
+
+def run_migrate(args: argparse.Namespace) -> tuple[Any, str]:
+    addr = args.confmaster
+    base = f"/clusters/{args.migrate_cluster or args.cluster}/migrations"
+    if args.action is None:
+        if not args.range:
+            raise CliError("migrate needs --range FIRST-LAST:PG (or status, list, cancel)")
+        body = {
+            "ranges": parse_ranges(args.range),
+            "rate_mb_s": args.rate_mb_s,
+            "block_budget_ms": args.block_budget_ms,
+        }
+        reply = call(addr, "POST", base, body)
+        if args.wait:
+            failed = wait_for_jobs(addr, base, reply["jobs"])
+            if failed:
+                raise CliError(f"job(s) {', '.join(failed)} did not finish")
+        return reply, "started job(s) " + " ".join(reply["jobs"])
+    if args.action == "cancel":
+        if args.all:
+            jobs = call(addr, "GET", base)["jobs"]
+            ids = [job["id"] for job in jobs if job["phase"] not in FINISHED]
+        elif args.job:
+            ids = [args.job]
+        else:
+            raise CliError("migrate cancel needs a JOB id or --all")
+        replies = [call(addr, "POST", f"{base}/{job_id}/cancel", {}) for job_id in ids]
+        text = "\n".join(f"job {r['id']}: cancel requested (phase {r['phase']})" for r in replies)
+        return replies, text or "(no running jobs)"
+    if args.action == "status" and args.job:
+        reply = call(addr, "GET", f"{base}/{args.job}")
+        return reply, show_job(reply)
+    reply = call(addr, "GET", base)
+    if args.action == "list":
+        return reply, show_jobs(reply["jobs"])
+    running = [job for job in reply["jobs"] if job["phase"] not in FINISHED]
+    return reply, "\n\n".join(show_job(job) for job in running) or "(no running jobs)"
+
+
+def wait_for_jobs(addr: str, base: str, ids: list[str]) -> list[str]:
+    """A live progress bar per job until all end; the ids of those that did not finish."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    jobs: dict[str, dict[str, Any]] = {}
+    with Progress(*columns, transient=False) as progress:
+        tasks = {job_id: progress.add_task(f"job {job_id}", total=1, detail="") for job_id in ids}
+        while True:
+            for job_id in ids:
+                job = jobs[job_id] = call(addr, "GET", f"{base}/{job_id}")
+                total = max(job["bytes_total"], 1)
+                done = total if job["phase"] not in ("prepare", "copy") else job["bytes_copied"]
+                detail = job["phase"]
+                if job["block_ms"]:
+                    detail += f", block {job['block_ms'][-1]} ms"
+                if job["last_error"] and job["phase"] not in ("done",):
+                    detail += f" ({job['last_error'][:60]})"
+                progress.update(
+                    tasks[job_id],
+                    total=total,
+                    completed=min(done, total),
+                    detail=detail,
+                    description=f"job {job_id} {_ranges_text(job)} PG {job['source_pg']}->"
+                    f"{job['target_pg']}",
+                )
+            if all(job["phase"] in FINISHED for job in jobs.values()):
+                break
+            time.sleep(0.1)
+    return [job_id for job_id, job in jobs.items() if job["phase"] != "done"]
+
+
 def main() -> None:
     args = build_parser().parse_args()
     try:
         while True:
             reply, text = run(args)
-            if args.json:
+            if args.json or getattr(args, "migrate_json", False):
                 print(json.dumps(reply, indent=1, sort_keys=True))
             else:
                 if getattr(args, "watch", False):

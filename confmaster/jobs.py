@@ -220,18 +220,24 @@ class JobsDriver:
             self._spawn(cluster, job, Begin(now_ms()))
         return jobs
 
-    def cancel(self, cluster: str, job_id: str) -> MigrationJobPayload:
-        """Ask a running job to cancel; ClusterError when it already committed or ended."""
+    async def cancel(self, cluster: str, job_id: str) -> MigrationJobPayload:
+        """Ask a job to cancel; ClusterError when it already committed or ended."""
         runner = self.runners.get((cluster, job_id))
-        if runner is None:
-            raise ClusterError(f"job {job_id} is not running")
-        phase = runner.job.phase
-        if phase in ("committed", "done"):
+        if runner is not None:
+            job = runner.job
+        else:
+            found = [j for j in await self.read_jobs(cluster) if j.id == job_id]
+            if not found:
+                raise ClusterError(f"no migration job {job_id!r}")
+            job = found[0]
+        if job.phase in ("committed", "done"):
             raise ClusterError(f"job {job_id} already committed: it cannot be cancelled")
-        if phase in FINISHED:
-            raise ClusterError(f"job {job_id} already ended ({phase})")
+        if job.phase in FINISHED:
+            raise ClusterError(f"job {job_id} already ended ({job.phase})")
+        if runner is None:
+            raise ClusterError(f"job {job_id} is being resumed; try again in a moment")
         runner.post(CancelRequested(now_ms()))
-        return runner.job
+        return job
 
     # ------------------------------------------------------------------ one job
 
@@ -374,7 +380,12 @@ class JobsDriver:
                 source = await self._master(runner.cluster, job.source_pg)
                 target = await self._master(runner.cluster, job.target_pg)
                 state = MoverState.model_validate(saved) if saved else None
-                config = self.mover_config.model_copy(update={"rate_mb_s": job.rate_mb_s})
+                config = self.mover_config
+                if job.rate_mb_s > 0:  # small batches, so the throttle shapes even short loads
+                    batch = int(min(config.batch_bytes, max(4096, job.rate_mb_s * 2**20 / 20)))
+                    config = config.model_copy(
+                        update={"rate_mb_s": job.rate_mb_s, "batch_bytes": batch}
+                    )
 
                 def report(progress: MoverProgress) -> None:
                     assert mover is not None
@@ -410,7 +421,15 @@ class JobsDriver:
     async def _block_and_fence(self, runner: _Runner, budget_ms: int) -> None:
         job = runner.job
         lease = budget_ms + self.config.lease_margin_ms
+        try:
+            data, _stat = await self.confmaster.zk.get(route_path(runner.cluster))
+            version = RoutePayload.from_json(data).version
+        except (CoordinationError, NoNodeError, ValidationError) as exc:
+            runner.post(CutoverFailed(f"reading the route failed: {exc}", now_ms()))
+            return
+        # The version lets a gateway that gets this BLOCK late (it was stopped) refuse it.
         argv = [b"BLOCK", _job_name(job).encode(), runner.ranges.encode(), b"%d" % lease]
+        argv.append(b"%d" % version)
         replies = await self._admin_all(runner.cluster, argv)
         skipped = sorted(gw for gw, reply in replies.items() if reply != "+OK")
         if skipped:

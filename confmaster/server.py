@@ -415,7 +415,7 @@ class Confmaster:
         elif what == "migrations" and method == "POST" and parts[4:] == ["cancel"]:
             if self.jobs is None:
                 raise HttpError(421, "not the leader")
-            return Response(202, job_view(self.jobs.cancel(parts[1], parts[3])))
+            return Response(202, job_view(await self.jobs.cancel(parts[1], parts[3])))
         elif what == "map" and method == "PUT" and len(parts) == 3:
             changes = set_map(state, [(int(a), int(b), int(pg)) for a, b, pg in body["ranges"]])
         else:

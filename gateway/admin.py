@@ -117,13 +117,22 @@ class AdminServer:
                 )
             if name == b"stats":
                 return encode(Map([(k.encode(), v) for k, v in gateway.stats.items()]), resp3)
-            if name == b"block" and len(argv) in (3, 4):
+            if name == b"block" and 3 <= len(argv) <= 5:
                 job = argv[1].decode()
                 ranges = tuple(parse_ranges(argv[2].decode()))
-                lease_s = int(argv[3]) / 1000 if len(argv) == 4 else None
+                lease_s = int(argv[3]) / 1000 if len(argv) >= 4 else None
                 if lease_s is not None and lease_s <= 0:
                     raise ValueError("the block lease must be a positive number of milliseconds")
-                block = Block(job, ranges, gateway.inflight_in(ranges), time.monotonic(), lease_s)
+                version = int(argv[4]) if len(argv) == 5 else None
+                block = Block(
+                    job,
+                    ranges,
+                    gateway.inflight_in(ranges),
+                    time.monotonic(),
+                    lease_s,
+                    version,
+                    gateway.map.version,
+                )
                 actions = gateway.blocks.handle(block)
                 replies = gateway.apply_block_actions(actions)
                 if not replies:
@@ -150,7 +159,7 @@ class AdminServer:
             return encode_error(f"ERR {exc}")
         return encode_error(
             f"ERR unknown admin command '{argv[0].decode('utf-8', 'replace')}' or wrong arguments "
-            "(PING, MAP, STATS, BLOCK job ranges [lease-ms], "
+            "(PING, MAP, STATS, BLOCK job ranges [lease-ms [version]], "
             "REDIRECT job ranges host:port version, UNBLOCK job)"
         )
 

@@ -16,6 +16,9 @@ Rules:
   mid-cutover never leaves partitions blocked. The source's fence keeps that safe: a request
   released to the old owner is refused there and retried on a fresh map.
 - Commands are idempotent per job id, so confmaster may repeat them after a crash.
+- A BLOCK naming a map version older than the gateway's is refused (it arrived late), and
+  a new map that gives a blocked partition another owner ends that block as REDIRECT
+  would (the driver sends Unblock then: the held requests go to the new owner).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Block:
     inflight: int  # requests already forwarded for these partitions, not yet answered
     now: float = 0.0
     lease_s: float | None = None  # None: twice the hold timeout
+    version: int | None = None  # the map version the confmaster blocks from, if it says
+    current_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ class BlockState(Generic[T]):
         return self._expire(event.now)
 
     def _block(self, event: Block) -> list[Action[T]]:
+        if event.version is not None and event.current_version > event.version:
+            # Delivered late (this gateway was stopped): the move is already past its cutover.
+            why = f"map version {event.current_version} is newer than {event.version}"
+            return [AdminReply(event.job, f"ERR stale BLOCK for job {event.job}: {why}")]
         existing = self.jobs.get(event.job)
         if existing is not None:
             if existing.ranges != event.ranges:

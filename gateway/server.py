@@ -33,6 +33,7 @@ from gateway.blocking import (
     Expire,
     Release,
     Tick,
+    Unblock,
     UpdateMap,
     WaitDrain,
 )
@@ -973,13 +974,29 @@ class GatewayServer:
         if new_map.version < self.map.version:
             return False
         newer = new_map.version > self.map.version
-        self.map = new_map
+        old_map, self.map = self.map, new_map
         self._rebuild_routes()
         log.info("partition map %s", new_map.describe())
+        for job in self._blocks_with_new_owners(old_map, new_map):
+            log.info("the new map moves partitions blocked by %s: ending that block", job)
+            self.apply_block_actions(self.blocks.handle(Unblock(job)))
         if newer and self.moving.count:
             self._apply_moving(self.moving.handle(moving.MapChanged()))
             self._flush()
         return True
+
+    def _blocks_with_new_owners(self, old: PartitionMap, new: PartitionMap) -> list[str]:
+        """Blocked jobs some of whose partitions the new map gives to another backend."""
+        ended = []
+        for name, job in self.blocks.jobs.items():
+            for first, last in job.ranges:
+                if any(
+                    old.backend_of(pn).name != new.backend_of(pn).name
+                    for pn in range(first, last + 1)
+                ):
+                    ended.append(name)
+                    break
+        return ended
 
     # ------------------------------------------------------------------ moving partitions
 

@@ -279,3 +279,12 @@ def test_hold_limit_counts_items_of_all_jobs() -> None:
     assert not m.hold("a", "6", 0)
     assert m(Tick(100.0)) == [Expire(("1", "3", "5"))]
     assert m.hold("a", "7", 100.0)  # and after an expiry
+
+
+def test_a_block_naming_an_older_map_version_is_refused(m: Machine) -> None:
+    # It was sent before a cutover this (stopped) gateway only learns of now.
+    assert m(Block("j", R1, inflight=0, version=4, current_version=5)) == [
+        AdminReply("j", "ERR stale BLOCK for job j: map version 5 is newer than 4")
+    ]
+    assert m.blocked(0) is None
+    assert m(Block("j", R1, inflight=0, version=5, current_version=5)) == [AdminReply("j")]
