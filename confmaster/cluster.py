@@ -23,6 +23,7 @@ from tessera.layout import (
     cluster_path,
     gateway_path,
     map_path,
+    migration_path,
     pg_path,
     pgserver_path,
     route_path,
@@ -354,6 +355,29 @@ def plan_migration(
             )
         )
     return jobs
+
+
+def commit_migration(state: ClusterState, job: MigrationJobPayload) -> list[Change]:
+    """The commit point of a job: its ranges go to the target in a new map version and
+    route, written together with the job record (phase committed).
+
+    Refused unless every partition still belongs to the source (or, repeated, already to
+    the target).
+    """
+    owner = owners(state.map.ranges)
+    for first, last in job.ranges:
+        for pn in range(first, last + 1):
+            if owner[pn] not in (job.source_pg, job.target_pg):
+                raise ClusterError(
+                    f"partition {pn} belongs to PG {owner[pn]}, not to source PG {job.source_pg}"
+                )
+    moves = [(first, last, job.target_pg) for first, last in job.ranges]
+    new_map = PartitionMapPayload(
+        version=state.map.version + 1, ranges=reassign(state.map.ranges, moves)
+    )
+    changes: list[Change] = [(map_path(state.meta.name), new_map)]
+    changes += route_changes(state.apply(changes))
+    return [*changes, (migration_path(state.meta.name, job.id), job)]
 
 
 def runs_of(pns: list[int]) -> list[tuple[int, int]]:

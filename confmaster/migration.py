@@ -59,6 +59,7 @@ class Progress:
     lag_bytes: int
     copied: bool  # the dump is fully loaded: catching up from now on
     mover: dict[str, Any]  # resume state
+    lag_records: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,13 @@ class MapCommitted:
 
 
 @dataclass(frozen=True)
+class Unblocked:
+    """After the commit: the gateways were redirected, so clients wait no longer."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True)
 class Finished:
     """Roll-forward (redirect, target commit, source cleanup) or a rollback's cleanup done."""
 
@@ -120,6 +128,7 @@ Event = (
     | CutoverFailed
     | ReachedL1
     | MapCommitted
+    | Unblocked
     | Finished
     | CancelRequested
 )
@@ -265,6 +274,8 @@ class MigrationJob:
             self._reached(event, out)
         elif isinstance(event, MapCommitted):
             self._committed(event, out)
+        elif isinstance(event, Unblocked):
+            self._unblocked(event, out)
         elif isinstance(event, Finished):
             self._finished(event, out)
         else:
@@ -352,6 +363,7 @@ class MigrationJob:
                 "bytes_copied": ev.bytes_copied,
                 "applied_lsn": ev.applied_lsn,
                 "lag_bytes": ev.lag_bytes,
+                "lag_records": ev.lag_records,
                 "mover": ev.mover,
             }
         )
@@ -438,6 +450,14 @@ class MigrationJob:
         out.append(Log(f"job {self.job.id}: committed, block {self.job.block_ms[-1]} ms"))
         out.append(RollForward())
         self.step = "finish"
+
+    def _unblocked(self, ev: Unblocked, out: list[Action]) -> None:
+        """The block really ends at the redirect: record that as the attempt's block time."""
+        if self.job.phase != "committed" or not self.fenced_at_ms or not self.job.block_ms:
+            return
+        block = max(ev.now_ms - self.fenced_at_ms, 0)
+        self._update(ev.now_ms, block_ms=[*self.job.block_ms[:-1], block])
+        out.append(Persist(self.job))
 
     def _finished(self, ev: Finished, out: list[Action]) -> None:
         if self.step != "finish":

@@ -37,6 +37,7 @@ from confmaster.cluster import (
 from confmaster.driver import FailoverDriver
 from confmaster.failover import FailoverConfig, ManualFailover, MemberAdded, MemberRemoved
 from confmaster.http import HttpError, Request, Response, serve_http
+from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_jobs
 from tessera.errors import CoordinationError
 from tessera.layout import (
     CONFMASTER,
@@ -78,6 +79,7 @@ class ConfmasterConfig(BaseModel):
     heartbeat_interval_ms: int = Field(default=200, ge=10)
     heartbeat_timeout_ms: int = Field(default=1000, ge=50)
     zk_session_timeout_ms: int = Field(default=4000, ge=1000)  # bounds leader takeover time
+    keep_migrations: int = Field(default=100, ge=1)  # finished migration jobs kept in ZK
 
 
 class Confmaster:
@@ -96,6 +98,7 @@ class Confmaster:
         self._last_ok: dict[str, float] = {}
         self._last_written: dict[str, float] = {}
         self.driver: FailoverDriver | None = None
+        self.jobs: JobsDriver | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,12 +169,15 @@ class Confmaster:
                     self.driver = FailoverDriver(self, failover)
                     await nursery.start(self.driver.run)
                     self.is_leader = True
+                    self.jobs = JobsDriver(self, JobsConfig(keep_jobs=self.config.keep_migrations))
+                    await nursery.start(self.jobs.run)
                     nursery.start_soon(self._heartbeats)
                     await leadership.lost.wait()
                     nursery.cancel_scope.cancel()
             finally:
                 self.is_leader = False
                 self.driver = None
+                self.jobs = None
                 log.warning(
                     "confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch
                 )
@@ -325,6 +331,14 @@ class Confmaster:
                 return Response(200, await self._status(state))
             if parts[2:] == ["map"]:
                 return Response(200, state.map.model_dump(by_alias=True))
+            if parts[2:3] == ["migrations"] and len(parts) <= 4:
+                jobs = await read_jobs(self, parts[1])
+                if len(parts) == 3:
+                    return Response(200, {"jobs": [job_view(job) for job in jobs]})
+                for job in jobs:
+                    if job.id == parts[3]:
+                        return Response(200, job_view(job))
+                raise HttpError(404, f"no migration job {parts[3]!r}")
         if method in ("POST", "PUT", "DELETE"):
             if not self.is_leader:
                 return Response(
@@ -396,12 +410,32 @@ class Confmaster:
             )
         elif what == "gateways" and method == "DELETE" and len(parts) == 4:
             changes = remove_gateway(state, parts[3])
+        elif what == "migrations" and method == "POST" and len(parts) == 3:
+            return await self._start_migrations(parts[1], body)
+        elif what == "migrations" and method == "POST" and parts[4:] == ["cancel"]:
+            if self.jobs is None:
+                raise HttpError(421, "not the leader")
+            return Response(202, job_view(self.jobs.cancel(parts[1], parts[3])))
         elif what == "map" and method == "PUT" and len(parts) == 3:
             changes = set_map(state, [(int(a), int(b), int(pg)) for a, b, pg in body["ranges"]])
         else:
             raise HttpError(404, f"no such endpoint: {method} /{'/'.join(parts)}")
         await self.write(changes)
         return Response(200, await self._status(await self.read_state(parts[1])))
+
+    async def _start_migrations(self, name: str, body: dict[str, Any]) -> Response:
+        """Start one job per (source, target) pair of the requested ranges (lock held)."""
+        if self.jobs is None:
+            raise HttpError(421, "not the leader")
+        moves = [(int(a), int(b), int(pg)) for a, b, pg in body["ranges"]]
+        if not moves:
+            raise ClusterError("no ranges given")
+        rate = float(body.get("rate_mb_s", 0.0))
+        budget = int(body.get("block_budget_ms", 3000))
+        if rate < 0 or budget < 1:
+            raise ClusterError("rate_mb_s must be >= 0 and block_budget_ms >= 1")
+        jobs = await self.jobs.start_jobs(name, moves, rate, budget)
+        return Response(201, {"jobs": [job.id for job in jobs]})
 
     async def _membership(self, name: str, pg: int, event: MemberAdded | MemberRemoved) -> None:
         """Add or remove a member through the PG's failover machine (lock held)."""

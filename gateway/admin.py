@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import trio
@@ -116,10 +117,14 @@ class AdminServer:
                 )
             if name == b"stats":
                 return encode(Map([(k.encode(), v) for k, v in gateway.stats.items()]), resp3)
-            if name == b"block" and len(argv) == 3:
+            if name == b"block" and len(argv) in (3, 4):
                 job = argv[1].decode()
                 ranges = tuple(parse_ranges(argv[2].decode()))
-                actions = gateway.blocks.handle(Block(job, ranges, gateway.inflight_in(ranges)))
+                lease_s = int(argv[3]) / 1000 if len(argv) == 4 else None
+                if lease_s is not None and lease_s <= 0:
+                    raise ValueError("the block lease must be a positive number of milliseconds")
+                block = Block(job, ranges, gateway.inflight_in(ranges), time.monotonic(), lease_s)
+                actions = gateway.blocks.handle(block)
                 replies = gateway.apply_block_actions(actions)
                 if not replies:
                     event = gateway.drain_event(job)
@@ -145,8 +150,8 @@ class AdminServer:
             return encode_error(f"ERR {exc}")
         return encode_error(
             f"ERR unknown admin command '{argv[0].decode('utf-8', 'replace')}' or wrong arguments "
-            "(PING, MAP, STATS, BLOCK job ranges, REDIRECT job ranges host:port version, "
-            "UNBLOCK job)"
+            "(PING, MAP, STATS, BLOCK job ranges [lease-ms], "
+            "REDIRECT job ranges host:port version, UNBLOCK job)"
         )
 
 

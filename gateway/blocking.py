@@ -11,6 +11,10 @@ Rules:
   requests are released, in arrival order, to be routed with the new map.
 - UNBLOCK job: held requests are released to the old owner (roll back).
 - Every held request has a deadline; past it, it gets an error reply instead.
+- Every block has a lease (twice the hold timeout unless BLOCK names one): a block that neither
+  REDIRECT nor UNBLOCK ends in time is lifted as UNBLOCK would, so a confmaster that died
+  mid-cutover never leaves partitions blocked. The source's fence keeps that safe: a request
+  released to the old owner is refused there and retried on a fresh map.
 - Commands are idempotent per job id, so confmaster may repeat them after a crash.
 """
 
@@ -32,6 +36,8 @@ class Block:
     job: str
     ranges: Ranges
     inflight: int  # requests already forwarded for these partitions, not yet answered
+    now: float = 0.0
+    lease_s: float | None = None  # None: twice the hold timeout
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ Action = AdminReply | WaitDrain | UpdateMap[T] | Release[T] | Expire[T]
 @dataclass
 class _Job(Generic[T]):
     ranges: Ranges
+    expires_at: float
     drained: bool = False
     held: deque[tuple[float, T]] = field(default_factory=deque)
 
@@ -170,7 +177,8 @@ class BlockState(Generic[T]):
         for first, last in event.ranges:
             for pn in range(first, last + 1):
                 self.blocked_job[pn] = event.job
-        job: _Job[T] = _Job(event.ranges)
+        lease = 2 * self.hold_timeout_s if event.lease_s is None else event.lease_s
+        job: _Job[T] = _Job(event.ranges, event.now + lease)
         self.jobs[event.job] = job
         if event.inflight == 0:
             job.drained = True
@@ -187,7 +195,9 @@ class BlockState(Generic[T]):
             self.jobs[event.job] = job
             why = "blocks other ranges" if job.ranges != event.ranges else "is still draining"
             return [AdminReply(event.job, f"ERR job {event.job} {why}")]
-        actions: list[Action[T]] = [UpdateMap(event.ranges, event.backend, event.version)]
+        actions: list[Action[T]] = []
+        if event.version > event.current_version:  # never go back to an older route
+            actions.append(UpdateMap(event.ranges, event.backend, event.version))
         return [*actions, *self._end(event.job, job), AdminReply(event.job)]
 
     def _end(self, name: str, job: _Job[T]) -> list[Action[T]]:
@@ -201,12 +211,18 @@ class BlockState(Generic[T]):
         return [Release(items)] if items else []
 
     def _expire(self, now: float) -> list[Action[T]]:
+        actions: list[Action[T]] = []
+        for name, job in list(self.jobs.items()):
+            if job.expires_at <= now:  # the lease ran out: lift the block
+                del self.jobs[name]
+                actions += self._end(name, job)
+                actions.append(AdminReply(name, f"ERR job {name}: block lease expired"))
         expired: list[T] = []
         for job in self.jobs.values():
             while job.held and job.held[0][0] <= now:
                 expired.append(job.held.popleft()[1])
         self.held_count -= len(expired)
-        return [Expire(tuple(expired))] if expired else []
+        return [*actions, Expire(tuple(expired))] if expired else actions
 
     # ------------------------------------------------------------------ checks
 

@@ -1102,7 +1102,7 @@ class GatewayServer:
             await trio.sleep(0.01)
             ticks += 1
             now = time.monotonic()
-            if self.blocks.held_count:
+            if self.blocks.jobs:
                 self.apply_block_actions(self.blocks.handle(Tick(now)))
             if self.moving.count:
                 self._apply_moving(self.moving.handle(moving.Tick(now)))

@@ -120,14 +120,14 @@ def parse_info(text: Any) -> dict[str, str]:
     return fields
 
 
-def _partitions(text: Any) -> PartitionSet:
+def partitions_of(text: Any) -> PartitionSet:
     """A range list as the pgserver replies it ("" for none)."""
     if not isinstance(text, bytes):
         raise MigrationError(f"expected a range list, got {text!r:.200}")
     return PartitionSet(parse_ranges(text.decode())) if text else PartitionSet()
 
 
-def _overlaps(a: PartitionSet, b: PartitionSet) -> bool:
+def overlaps(a: PartitionSet, b: PartitionSet) -> bool:
     return bool(int.from_bytes(a.flags, "big") & int.from_bytes(b.flags, "big"))
 
 
@@ -529,7 +529,7 @@ class RangeMover:
                 await tgt.call("TSR.IMPORTING", "DEL", ranges)
                 return TargetCommitted(new_id())
             case CheckSourceFenced():
-                fenced = _partitions(await (await op.source()).call("TSR.FENCE", "LIST"))
+                fenced = partitions_of(await (await op.source()).call("TSR.FENCE", "LIST"))
                 missing = [p for p in self._wanted.members() if p not in fenced]
                 return SourceFenceChecked(new_id(), not missing)
             case DeleteSourceRange():
@@ -586,9 +586,9 @@ class RangeMover:
         log.info("%s: deleting %s keys on %s", ranges, queued, conn.name)
         while True:
             status = as_map(await conn.call("TSR.DELRANGE", "STATUS"))
-            deleting = _partitions(status.get(b"ranges", b""))
+            deleting = partitions_of(status.get(b"ranges", b""))
             keys = int((await conn.call("TSR.COUNT", ranges))[0])
-            if keys == 0 and not _overlaps(deleting, self._wanted):
+            if keys == 0 and not overlaps(deleting, self._wanted):
                 self._note = f"deleted the ranges on {conn.name}"
                 return
             self._note = f"deleting the ranges on {conn.name}"
@@ -598,7 +598,7 @@ class RangeMover:
     async def _target_importing(self, tgt: PgConnection) -> bool:
         """Whether the target imports every partition of the ranges. Keys of partitions it
         does not import are its own (it may well own them): never deleted by a mover."""
-        importing = _partitions(await tgt.call("TSR.IMPORTING", "LIST"))
+        importing = partitions_of(await tgt.call("TSR.IMPORTING", "LIST"))
         if all(p in importing for p in self._wanted.members()):
             return True
         keys = int((await tgt.call("TSR.COUNT", self.ranges))[0])

@@ -61,6 +61,10 @@ def migrations_path(cluster: str) -> str:
     return f"{cluster_path(cluster)}/migrations"
 
 
+def migration_path(cluster: str, job_id: str) -> str:
+    return f"{migrations_path(cluster)}/{job_id}"
+
+
 CONFMASTER = f"{ROOT}/confmaster"
 ELECTION = f"{CONFMASTER}/election"
 LEADER = f"{CONFMASTER}/leader"
@@ -175,6 +179,7 @@ class MigrationJobPayload(Payload):
     l1: int | None = None  # the source's log end when fenced (current attempt)
     applied_lsn: int = 0  # source LSN the target has applied up to
     lag_bytes: int = 0
+    lag_records: int = 0  # frames delivered by the tail, not yet applied
     keys_total: int = 0
     bytes_total: int = 0
     keys_copied: int = 0

@@ -210,8 +210,8 @@ def test_partitions_can_be_blocked_again_after_a_job_ends(m: Machine) -> None:
 
 def test_tick_expires_only_items_past_their_deadline() -> None:
     m = Machine(hold_timeout_s=1.0)
-    m(Block("a", R1, inflight=0))
-    m(Block("b", R2, inflight=0))
+    m(Block("a", R1, inflight=0, lease_s=10))
+    m(Block("b", R2, inflight=0, lease_s=10))
     m.hold("a", "a-early", now=0.0)
     m.hold("b", "b-early", now=0.2)
     m.hold("a", "a-late", now=0.5)
@@ -230,22 +230,51 @@ def test_tick_expires_only_items_past_their_deadline() -> None:
 
 def test_tick_with_nothing_held_does_nothing(m: Machine) -> None:
     assert m(Tick(1e9)) == []
+    m(Block("j", R1, inflight=0, now=100.0))
+    assert m(Tick(100.5)) == []
+    assert m.blocked(0) == "j"
+
+
+def test_a_block_nobody_ends_is_lifted_when_its_lease_runs_out() -> None:
+    # The confmaster died between BLOCK and REDIRECT: the partitions must not stay blocked.
+    m = Machine(hold_timeout_s=5.0)
+    m(Block("j", R1, inflight=0, now=10.0, lease_s=2.0))
+    m.hold("j", "held", now=10.5)
+    assert m(Tick(11.9)) == []
+    assert m(Tick(12.0)) == [
+        Release(("held",)),
+        AdminReply("j", "ERR job j: block lease expired"),
+    ]
+    assert m.blocked(0) is None
+    assert not m.state.jobs
+    # Without a lease of its own the block lasts twice the hold timeout.
+    m(Block("k", R1, inflight=0, now=20.0))
+    assert m(Tick(29.9)) == []
+    assert m.blocked(0) == "k"
+    assert m(Tick(30.0)) == [AdminReply("k", "ERR job k: block lease expired")]
+
+
+def test_redirect_never_takes_the_map_back_to_an_older_version(m: Machine) -> None:
+    # ZooKeeper already gave the gateway a newer route (say, a failover after the commit).
     m(Block("j", R1, inflight=0))
-    assert m(Tick(1e9)) == []
-    assert m.blocked(0) == "j"  # expiry ends holds, never the block itself
+    m.hold("j", "held", now=0.0)
+    assert m(Redirect("j", R1, B, 5, current_version=6)) == [
+        Release(("held",)),
+        AdminReply("j"),
+    ]
 
 
 def test_hold_limit_counts_items_of_all_jobs() -> None:
     m = Machine(max_held=3)
-    m(Block("a", R1, inflight=0))
-    m(Block("b", R2, inflight=0))
+    m(Block("a", R1, inflight=0, lease_s=1000))
+    m(Block("b", R2, inflight=0, lease_s=1000))
     assert m.hold("a", "1", 0)
     assert m.hold("b", "2", 0)
     assert m.hold("a", "3", 0)
     assert not m.hold("b", "4", 0)  # refused, not queued
     assert m.state.held_count == 3
     assert m(Unblock("b")) == [Release(("2",)), AdminReply("b")]
-    m(Block("b", R2, inflight=0))
+    m(Block("b", R2, inflight=0, lease_s=1000))
     assert m.hold("b", "5", 0)  # room again after a release
     assert not m.hold("a", "6", 0)
     assert m(Tick(100.0)) == [Expire(("1", "3", "5"))]
