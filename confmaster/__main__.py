@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a member silent this long is dead; a dead master is failed over "
         f"(default {defaults.heartbeat_timeout_ms})",
     )
+    parser.add_argument(
+        "--keep-migrations",
+        type=int,
+        default=defaults.keep_migrations,
+        help="finished migration jobs kept in ZooKeeper for `migrate list` "
+        f"(default {defaults.keep_migrations})",
+    )
     add_common_arguments(parser)
     return parser
 
@@ -54,6 +61,7 @@ def main() -> None:
             instance_id=args.id,
             heartbeat_interval_ms=args.heartbeat_interval_ms,
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
+            keep_migrations=args.keep_migrations,
         )
         trio.run(_serve, Confmaster(config))
 
