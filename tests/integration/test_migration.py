@@ -9,13 +9,17 @@ hold no key of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -429,3 +433,85 @@ def test_a_stopped_gateway_does_not_hold_up_the_cutover_nor_write_to_the_old_own
     assert cluster.client().get(key) == b"after"
     for member in pg_members(cluster, 0):
         assert count(cluster, member, "0-2047") == 0
+
+
+# ---------------------------------------------------------------------- chaos
+
+FAULTS = ("kill-source", "kill-target", "kill-leader", "stop-gateway", "cancel", "none")
+
+
+def leader_port(ports: list[int]) -> int:
+    def find() -> int | None:
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    if json.loads(reply.read())["is_leader"]:
+                        return port
+            except OSError:
+                continue
+        return None
+
+    port: int = wait_until(find, 30, "a confmaster leader")
+    return port
+
+
+def test_random_faults_at_random_moments(cluster: LocalCluster) -> None:
+    """`TESSERA_MIGRATION_ROUNDS=30 pytest -k random_faults` runs the long version by hand;
+    `TESSERA_MIGRATION_SEED` replays one."""
+    rounds = int(os.environ.get("TESSERA_MIGRATION_ROUNDS", "3"))
+    seed = int(os.environ.get("TESSERA_MIGRATION_SEED", str(random.randrange(1 << 30))))
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    confmasters = {cluster.confmaster_port: cluster.confmaster}
+    proc, port = spawn_confmaster(cluster)
+    confmasters[port] = proc
+    load = WriteLoad(cluster.gateway_port, keys=128)
+    load.start()
+    owner = 0
+    try:
+        for round_ in range(rounds):
+            target = 1 - owner
+            cluster.confmaster_port = leader_port(list(confmasters))
+            [job_id] = start(cluster, (0, 2047, target), rate_mb_s=rng.choice([0.0, 0.05, 0.2]))
+            time.sleep(rng.uniform(0.0, 1.2))
+            fault = rng.choice(FAULTS)
+            print(f"round {round_}: job {job_id} to PG {target}, {fault}")
+            killed = None
+            if fault in ("kill-source", "kill-target"):
+                killed = cluster.master(owner if fault == "kill-source" else target)
+                cluster.kill(killed)
+            elif fault == "kill-leader":
+                leader = leader_port(list(confmasters))
+                confmasters.pop(leader).send_signal(signal.SIGKILL)
+                proc, port = spawn_confmaster(cluster)
+                confmasters[port] = proc
+                cluster.confmaster_port = port
+            elif fault == "stop-gateway":
+                cluster.gateway.send_signal(signal.SIGSTOP)
+                time.sleep(rng.uniform(0.2, 1.5))
+                cluster.gateway.send_signal(signal.SIGCONT)
+            elif fault == "cancel":
+                with contextlib.suppress(urllib.error.HTTPError):  # 409 once committed
+                    cluster.api("POST", f"/clusters/default/migrations/{job_id}/cancel", {})
+            record = wait_job(cluster, job_id, timeout_s=120)
+            print(f"  -> {record['phase']}, block {record['block_ms']}, {record['last_error']}")
+            assert record["phase"] in ("done", "cancelled"), record
+            if record["phase"] == "done":
+                owner = target
+            if killed is not None:
+                cluster.restart(killed)
+            wait_until(lambda: cluster.in_sync(0) and cluster.in_sync(1), 60, "PGs in sync")
+            expected = (
+                [[0, 4095, 0], [4096, 8191, 1]]
+                if owner == 0
+                else [[0, 2047, 1], [2048, 4095, 0], [4096, 8191, 1]]
+            )
+            assert owner_map(cluster) == expected
+            assert_only_owner_holds(cluster, "0-2047", owner=owner, other=1 - owner)
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    client = cluster.client()
+    assert load.verify(client) == []
+    check_preloaded(client)
+    same_members(cluster, owner, "0-2047")
