@@ -139,8 +139,14 @@ class Migration:
 
     # ------------------------------------------------------------------ dumps
 
-    def start_dump(self, ranges: Sequence[tuple[int, int]], chunk_elements: int) -> DumpJob:
-        """Fork a child that writes the ranges as of the current log end (TSR.DUMP)."""
+    def start_dump(
+        self,
+        ranges: Sequence[tuple[int, int]],
+        chunk_elements: int,
+        frame_bytes: int | None = None,
+    ) -> DumpJob:
+        """Fork a child that writes the ranges as of the current log end (TSR.DUMP); with
+        `frame_bytes`, as TSR.LOAD frames of about that many bytes of commands."""
         running = sum(job.state == "running" for job in self.dumps.values())
         if running >= _MAX_RUNNING_DUMPS:
             raise CommandError(
@@ -161,7 +167,8 @@ class Migration:
         if pid == 0:  # the child: write and leave without running any parent cleanup
             status = 1
             try:
-                written = write_dump(path, range_entries(ks, ranges), chunk_elements)
+                entries = range_entries(ks, ranges)
+                written = write_dump(path, entries, chunk_elements, frame_bytes)
                 path.with_suffix(".keys").write_text(str(written))
                 status = 0
             finally:
