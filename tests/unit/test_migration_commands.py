@@ -230,3 +230,40 @@ def test_load_logs_the_blob_as_it_came_and_a_restart_replays_it(tmp_path: Path) 
     assert _state(restarted) == expected
     assert len(restarted.keyspace.data) == 52
     restarted.durability.close()
+
+
+# ---------------------------------------------------------------------------- TSR.DELRANGE
+
+
+def test_range_deletion_logs_its_dels_with_their_partitions(tmp_path: Path) -> None:
+    server = PgServer(PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True))
+    server.recover()
+    ks = server.keyspace
+    for i in range(6000):
+        ks.set(b"k%d" % i, b"v")
+    big = _key_in(0, 2000, 7)
+    ks.set(big, {b"f%d" % i: b"v" for i in range(3000)})  # emptied piece by piece
+    inside = {k for k in ks.data if pn(k) <= 2000}
+    outside = set(ks.data) - inside
+    assert server.migration.delete_ranges([(0, 2000)]) == len(inside)
+    ctx = Context(server)
+    ticks = 0
+    while server.migration.deleting or server.migration._freeing:
+        server.migration._delete_step()
+        execute(ctx, [b"SET", b"other", b"v"])  # a client's write may share a record
+        ticks += 1
+    server.durability.write()
+    assert ticks > 1
+    assert server.migration.longest_delete_tick > 0
+    deleted: list[bytes] = []
+    for record in server.durability.log.read(0):
+        reader = hiredis.Reader()
+        reader.feed(record.payload)
+        while (argv := reader.gets()) is not False:
+            keys = argv[1:] if argv[0] == b"DEL" else argv[1:2]
+            if argv[0] == b"DEL":
+                deleted += keys
+            # The record's partitions cover every key in it (what tails filter on).
+            assert {pn(key) for key in keys} <= set(record.partitions)
+    assert sorted(deleted) == sorted(inside)
+    assert set(ks.data) == outside | {b"other"}
