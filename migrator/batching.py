@@ -40,6 +40,8 @@ _MARKER_PREFIX: Final = b"__tessera_migrator__:"
 # Commands of a dump that start a key (the rest add to it): SET for strings, DEL first for
 # collections (docs/migration-pgserver.md).
 _KEY_STARTS: Final = frozenset({b"SET", b"DEL", b"set", b"del"})
+# A framed dump's frame: TSR.LOAD <keys> <blob of commands>, forwarded to the target as is.
+_FRAME: Final = frozenset({b"TSR.LOAD", b"tsr.load"})
 
 
 # ---------------------------------------------------------------------------- marker
@@ -173,7 +175,11 @@ class LoadBatch:
 
 
 class DumpParser:
-    """Dump bytes, cut anywhere, in; batches of whole commands out."""
+    """Dump bytes, cut anywhere, in; batches of whole commands out.
+
+    A framed dump's `TSR.LOAD <keys> <blob>` frames are commands like the others here: each
+    is sent to the target whole (the blob is not parsed), and counts <keys> keys.
+    """
 
     def __init__(self, batch_bytes: int) -> None:
         self._reader = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
@@ -189,6 +195,15 @@ class DumpParser:
         gets = self._reader.gets
         while (argv := gets()) is not _NOT_ENOUGH:
             if (
+                type(argv) is list
+                and len(argv) == 3
+                and type(argv[0]) is bytes
+                and argv[0] in _FRAME
+            ):
+                self._pending.append(argv)
+                self._pending_size += command_size(argv)
+                self._pending_keys += _frame_keys(argv)
+            elif (
                 not isinstance(argv, list)
                 or not argv
                 or not all(isinstance(arg, bytes) for arg in argv)
@@ -196,9 +211,10 @@ class DumpParser:
                 raise MigrationError(
                     f"the dump holds something that is not a command: {argv!r:.200}"
                 )
-            self._pending.append(argv)
-            self._pending_size += command_size(argv)
-            self._pending_keys += argv[0] in _KEY_STARTS
+            else:
+                self._pending.append(argv)
+                self._pending_size += command_size(argv)
+                self._pending_keys += argv[0] in _KEY_STARTS
             if self._pending_size >= self._batch_bytes:
                 batches.append(self._take())
         return batches
@@ -213,6 +229,14 @@ class DumpParser:
         batch = LoadBatch(self._pending, self._pending_size, self._pending_keys)
         self._pending, self._pending_size, self._pending_keys = [], 0, 0
         return batch
+
+
+def _frame_keys(argv: list[object]) -> int:
+    """<keys> of a TSR.LOAD frame (MigrationError if it is not a frame)."""
+    keys, blob = argv[1], argv[2]
+    if type(keys) is bytes and type(blob) is bytes and keys.isdigit():
+        return int(keys)
+    raise MigrationError(f"the dump holds a malformed TSR.LOAD frame: {argv!r:.200}")
 
 
 # ---------------------------------------------------------------------------- throttle

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_DUMP_READ_BYTES = 8 << 20  # TSR.DUMPREAD gives at most this much per call
+MAX_FRAME_BYTES = 64 << 20  # TSR.DUMP ... FRAMED <bytes> accepts at most this
 
 
 class MoverConfig(BaseModel):
@@ -15,6 +16,8 @@ class MoverConfig(BaseModel):
     password: str | None = Field(default=None, repr=False)  # AUTH, if the pgservers need it
     rate_mb_s: float = Field(default=0.0, ge=0)  # load throttle (MB = 2**20 bytes); 0: none
     dump_chunk_elements: int = Field(default=256, ge=1)  # TSR.DUMP ... CHUNK
+    # TSR.DUMP ... FRAMED: commands travel in TSR.LOAD frames of about this many bytes
+    dump_frame_bytes: int = Field(default=32 << 10, ge=1, le=MAX_FRAME_BYTES)
     dump_read_bytes: int = Field(default=1 << 20, ge=1, le=MAX_DUMP_READ_BYTES)
     batch_bytes: int = Field(default=256 << 10, ge=1)  # commands sent to the target per write
     max_inflight_bytes: int = Field(default=4 << 20, ge=1)  # sent to the target, not replied

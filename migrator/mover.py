@@ -498,8 +498,8 @@ class RangeMover:
                 src = await op.source()
                 keys, size = await src.call("TSR.COUNT", ranges)
                 self._keys_estimate, self._bytes_estimate = int(keys), int(size)
-                chunk = self.config.dump_chunk_elements
-                l0, dump_id = await src.call("TSR.DUMP", ranges, "CHUNK", chunk)
+                chunk, frame = self.config.dump_chunk_elements, self.config.dump_frame_bytes
+                l0, dump_id = await src.call("TSR.DUMP", ranges, "CHUNK", chunk, "FRAMED", frame)
                 log.info("%s: dump %s at L0 %d", ranges, dump_id.decode(), l0)
                 return DumpStarted(new_id(), int(l0), dump_id.decode())
             case LoadDump(dump_id=dump_id, l0=l0):

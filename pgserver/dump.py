@@ -13,6 +13,11 @@ and so to the target's slaves too. Per key, in this order:
 so no single command, on either side, costs more than one chunk. Keys whose deadline had
 already passed when the dump was taken are left out: the source logs their DEL anyway.
 Sorted-set scores are written with repr(), which round-trips every double exactly.
+
+A framed dump (TSR.DUMP ... FRAMED) holds the same commands, their RESP concatenated into
+blobs of about `frame_bytes`, each blob wrapped in one `TSR.LOAD <keys> <blob>` command
+(<keys>: the keys whose first command is in the blob). The target then parses one small
+command per frame and logs the blob as it is (pgserver/commands/migration.py, tsr_load).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from tessera.resp import encode_command
 
 DEFAULT_CHUNK_ELEMENTS: Final = 256
 CHUNK_BYTES: Final = 1 << 20
+DEFAULT_FRAME_BYTES: Final = 32 << 10
+MAX_FRAME_BYTES: Final = 64 << 20
+# The commands a dump writes, so the only ones TSR.LOAD accepts (upper case).
+DUMP_COMMANDS: Final = frozenset(
+    {b"SET", b"APPEND", b"PEXPIREAT", b"DEL", b"HSET", b"RPUSH", b"SADD", b"ZADD"}
+)
 _WRITE_BYTES: Final = 1 << 20
 
 Entry = tuple[bytes, Value, int | None]
@@ -91,31 +102,61 @@ def range_entries(ks: Keyspace, ranges: Iterable[tuple[int, int]]) -> Iterator[E
                 yield key, value, expire_ms
 
 
-def write_dump(path: Path, entries: Iterable[Entry], chunk_elements: int) -> int:
+def write_dump(
+    path: Path, entries: Iterable[Entry], chunk_elements: int, frame_bytes: int | None = None
+) -> int:
     """Write the commands of every entry to `path`; returns the number of keys written.
 
-    Runs in a forked child. Writes go out about a megabyte at a time, so the parent can
-    hand out the beginning of the file while the rest is still being written.
+    With `frame_bytes`, the commands are grouped into `TSR.LOAD <keys> <blob>` frames whose
+    blob holds at most `frame_bytes` of whole commands (a bigger command gets a frame of
+    its own). Runs in a forked child. Writes go out about a megabyte at a time, so the
+    parent can hand out the beginning of the file while the rest is still being written.
     """
     keys = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        pending: list[bytes] = []
+        pending: list[bytes] = []  # bytes for the file
         size = 0
+        frame: list[bytes] = []  # commands of the open frame (framed dumps)
+        frame_size = frame_keys = 0
         for key, value, expire_ms in entries:
             keys += 1
-            for argv in key_commands(key, value, expire_ms, chunk_elements):
-                encoded = encode_command(argv)
-                pending.append(encoded)
-                size += len(encoded)
+            if frame_bytes is None:
+                for argv in key_commands(key, value, expire_ms, chunk_elements):
+                    encoded = encode_command(argv)
+                    pending.append(encoded)
+                    size += len(encoded)
+            else:
+                first = 1
+                for argv in key_commands(key, value, expire_ms, chunk_elements):
+                    encoded = encode_command(argv)
+                    if frame_size and frame_size + len(encoded) > frame_bytes:
+                        size += _close_frame(pending, frame, frame_size, frame_keys)
+                        frame, frame_size, frame_keys = [], 0, 0
+                    frame.append(encoded)
+                    frame_size += len(encoded)
+                    frame_keys += first
+                    first = 0
             if size >= _WRITE_BYTES:
                 _write_all(fd, b"".join(pending))
                 pending, size = [], 0
+        if frame:
+            _close_frame(pending, frame, frame_size, frame_keys)
         if pending:
             _write_all(fd, b"".join(pending))
     finally:
         os.close(fd)
     return keys
+
+
+def _close_frame(out: list[bytes], commands: list[bytes], size: int, keys: int) -> int:
+    """Append `TSR.LOAD <keys> <commands joined>` to `out`; returns its size in bytes."""
+    count = b"%d" % keys
+    head = b"*3\r\n$8\r\nTSR.LOAD\r\n$%d\r\n%b\r\n$%d\r\n" % (len(count), count, size)
+    out.append(head)
+    out.extend(commands)
+    out.append(b"\r\n")
+    return len(head) + size + 2
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -17,7 +17,7 @@ import operator
 import os
 import time
 from binascii import crc_hqx
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,7 @@ class Durability:
         # payload pieces in order, each an argv to encode or raw RESP bytes from a client.
         self._batch: list[list[bytes]] = []
         self._pieces: list[list[bytes] | bytes] = []
+        self._known_partitions: set[int] = set()  # of pieces not in _batch (see append)
         self._batch_ts = 0
         self._generation = 0  # bumped by every seal, so marks from before it are void
         # The oldest LSN a migration still has to read (a dump's start, a tail's position):
@@ -173,13 +174,20 @@ class Durability:
 
     # ------------------------------------------------------------------ appends
 
-    def append(self, argv: list[bytes], timestamp_ms: int) -> None:
+    def append(
+        self, argv: list[bytes], timestamp_ms: int, partitions: Iterable[int] | None = None
+    ) -> None:
         """Log one executed write. Writes of one reactor wakeup share a record (sealed by
         write()), so per-record costs (header, checksum, partition list) are paid once per
-        batch rather than once per command."""
-        if self._batch and timestamp_ms != self._batch_ts:
+        batch rather than once per command. A caller that knows the partitions of the
+        write's keys passes them (a range deletion's DEL of thousands of keys), so they are
+        not computed again from the keys."""
+        if self._pieces and timestamp_ms != self._batch_ts:
             self.seal()
-        self._batch.append(argv)
+        if partitions is None:
+            self._batch.append(argv)
+        else:
+            self._known_partitions.update(partitions)
         self._pieces.append(argv)
         self._batch_ts = timestamp_ms
 
@@ -207,10 +215,16 @@ class Durability:
 
     def seal(self) -> None:
         """Turn the pending writes into one log record."""
-        batch = self._batch
-        if not batch:
-            return
         pieces = self._pieces
+        if not pieces:
+            return
+        batch = self._batch
+        partitions = batch_partitions(batch) if batch else ()
+        known = self._known_partitions
+        if known:
+            if not batch or partitions:  # () from a non-empty batch: every partition
+                partitions = tuple(sorted(known.union(partitions)))
+            self._known_partitions = set()
         self._batch = []
         self._pieces = []
         self._generation += 1
@@ -219,11 +233,11 @@ class Durability:
             payload = only if isinstance(only, bytes) else encode_command(only)
         else:
             payload = b"".join([p if isinstance(p, bytes) else encode_command(p) for p in pieces])
-        self.log.append(KIND_COMMAND, self._batch_ts, batch_partitions(batch), payload)
+        self.log.append(KIND_COMMAND, self._batch_ts, partitions, payload)
 
     @property
     def has_unwritten(self) -> bool:
-        return bool(self._batch) or self.log.has_unwritten
+        return bool(self._pieces) or self.log.has_unwritten
 
     def write(self) -> int:
         """Seal pending writes and hand them to the OS (one write syscall)."""

@@ -280,19 +280,27 @@ class Keyspace:
                 removed += 1
         return removed
 
-    def pop_keys(self, partition: int, limit: int) -> list[tuple[bytes, Value]]:
-        """Remove up to `limit` keys of one partition, expired or not; returns them with
-        their values (a background range deletion frees big values a piece at a time)."""
+    def pop_keys(
+        self, partition: int, limit: int, keys_out: list[bytes], big_out: list[object], big: int
+    ) -> int:
+        """Remove up to `limit` keys of one partition, expired or not, appending them to
+        `keys_out` and their values with more than `big` elements to `big_out` (a background
+        range deletion frees those a piece at a time); returns how many it removed."""
         keys = self.by_partition[partition]
         data = self.data
+        count = min(limit, len(keys))
+        pop, pop_value, append = keys.pop, data.pop, keys_out.append
+        for _ in range(count):
+            key = pop()
+            value = pop_value(key)
+            append(key)
+            if type(value) is not bytes and len(value) > big:
+                big_out.append(value)
         expires = self.expires
-        taken: list[tuple[bytes, Value]] = []
-        while keys and len(taken) < limit:
-            key = keys.pop()
-            taken.append((key, data.pop(key)))
-            if expires:
+        if expires and count:
+            for key in keys_out[-count:]:
                 expires.pop(key, None)
-        return taken
+        return count
 
     # ------------------------------------------------------------------ migration marks
 

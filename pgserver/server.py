@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import trio
@@ -85,11 +86,12 @@ class PgServer:
 
     # ------------------------------------------------------------------ the log
 
-    def log_write(self, argv: list[bytes]) -> None:
-        """Called once per executed write (or per rewritten form of it)."""
+    def log_write(self, argv: list[bytes], partitions: Iterable[int] | None = None) -> None:
+        """Called once per executed write (or per rewritten form of it); `partitions`, if
+        the caller knows them, are those of its keys."""
         self.dirty += 1
         if self.logging:
-            self.durability.append(argv, self.keyspace.now)
+            self.durability.append(argv, self.keyspace.now, partitions)
 
     def _log_expiry(self, key: bytes) -> None:
         """Expiry deletes are logged as DEL, so replicas and replays never expire on their own."""

@@ -8,11 +8,20 @@ any write's, until the mark is committed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+import hiredis
 
 from pgserver.commands import internal
-from pgserver.commands._util import parse_int
-from pgserver.dump import DEFAULT_CHUNK_ELEMENTS, estimate_range
+from pgserver.commands._util import parse_int, try_int
+from pgserver.context import execute
+from pgserver.dump import (
+    DEFAULT_CHUNK_ELEMENTS,
+    DEFAULT_FRAME_BYTES,
+    DUMP_COMMANDS,
+    MAX_FRAME_BYTES,
+    estimate_range,
+)
 from tessera.errors import CommandError
 from tessera.partition import PartitionSet, format_ranges, parse_ranges
 from tessera.resp import OK, Map, RawReply
@@ -85,18 +94,111 @@ def tsr_fence(ctx: Context, argv: list[bytes]) -> object:
     return OK
 
 
+_DUMP_SYNTAX: Final = "ERR syntax: TSR.DUMP <ranges> [CHUNK <elements>] [FRAMED [<bytes>]]"
+
+
 @internal("tsr.dump", -2)
 def tsr_dump(ctx: Context, argv: list[bytes]) -> object:
-    """TSR.DUMP <ranges> [CHUNK <elements>] -> [L0, id]: a dump starts in a child process."""
+    """TSR.DUMP <ranges> [CHUNK <elements>] [FRAMED [<bytes>]] -> [L0, id]: a dump starts
+    in a child process; FRAMED writes it as TSR.LOAD frames of about <bytes> of commands."""
     chunk = DEFAULT_CHUNK_ELEMENTS
-    if len(argv) == 4 and argv[2].lower() == b"chunk":
-        chunk = parse_int(argv[3])
-        if chunk < 1:
-            raise CommandError("ERR CHUNK must be at least 1")
-    elif len(argv) != 2:
-        raise CommandError("ERR syntax: TSR.DUMP <ranges> [CHUNK <elements>]")
-    job = ctx.server.migration.start_dump(parse_partition_ranges(argv[1]), chunk)
+    frame: int | None = None
+    i, n = 2, len(argv)
+    while i < n:
+        option = argv[i].lower()
+        if option == b"chunk" and i + 1 < n:
+            chunk = parse_int(argv[i + 1])
+            if chunk < 1:
+                raise CommandError("ERR CHUNK must be at least 1")
+            i += 2
+        elif option == b"framed":
+            frame = DEFAULT_FRAME_BYTES
+            i += 1
+            if i < n and (size := try_int(argv[i])) is not None:
+                if not 1 <= size <= MAX_FRAME_BYTES:
+                    raise CommandError(f"ERR FRAMED <bytes> must be 1 to {MAX_FRAME_BYTES}")
+                frame = size
+                i += 1
+        else:
+            raise CommandError(_DUMP_SYNTAX)
+    job = ctx.server.migration.start_dump(parse_partition_ranges(argv[1]), chunk, frame)
     return [job.lsn, job.id.encode()]
+
+
+# Command names TSR.LOAD accepts as they are usually spelt; others are upper-cased first.
+_LOADABLE: Final = DUMP_COMMANDS | {name.lower() for name in DUMP_COMMANDS}
+_NOT_APPLIED: Final = "; nothing of it was applied"
+
+
+def _load_commands(blob: bytes) -> list[list[bytes]]:
+    """The commands of a TSR.LOAD blob, every one checked before any is executed."""
+    reader = hiredis.Reader()
+    reader.feed(blob)
+    commands: list[list[bytes]] = []
+    gets = reader.gets
+    try:
+        while (argv := gets()) is not False:
+            if type(argv) is not list or not argv:
+                raise CommandError(
+                    f"ERR TSR.LOAD: element {len(commands) + 1} of the blob is not a command "
+                    f"(an array of bulk strings){_NOT_APPLIED}"
+                )
+            for arg in argv:
+                if type(arg) is not bytes:
+                    raise CommandError(
+                        f"ERR TSR.LOAD: command {len(commands) + 1} of the blob has an argument "
+                        f"that is not a bulk string{_NOT_APPLIED}"
+                    )
+            name = argv[0]
+            if name not in _LOADABLE and name.upper() not in DUMP_COMMANDS:
+                shown = name[:40].decode("utf-8", "replace")
+                raise CommandError(
+                    f"ERR TSR.LOAD: command {len(commands) + 1} of the blob is '{shown}', not "
+                    f"one a dump writes ({', '.join(sorted(c.decode() for c in DUMP_COMMANDS))})"
+                    f"{_NOT_APPLIED}"
+                )
+            commands.append(argv)
+    except hiredis.ProtocolError as exc:
+        raise CommandError(f"ERR TSR.LOAD: the blob is not RESP ({exc}){_NOT_APPLIED}") from None
+    if reader.has_data():
+        raise CommandError(f"ERR TSR.LOAD: the blob ends in the middle of a command{_NOT_APPLIED}")
+    return commands
+
+
+@internal("tsr.load", 3, write=True)
+def tsr_load(ctx: Context, argv: list[bytes]) -> object:
+    """TSR.LOAD <keys> <blob> -> :<keys>: execute the dump commands in blob (a frame of a
+    FRAMED dump), in order, each through the dispatcher as if the client had sent it.
+
+    The blob is checked whole first (only commands a dump writes, nothing cut off); then
+    its commands run until the first error reply, which is the reply (what ran before it
+    stays applied, as it would for the same commands pipelined). TSR.LOAD itself is never
+    logged: each command logs itself (a replay or a slave sees SET, HSET...), and when all
+    of them were logged as they came, the blob's bytes are logged instead of encoding them
+    again (as _on_readable does for a client's read).
+
+    The reply waits for the commit of those writes like any write's: TSR.LOAD is a data
+    command, so execute() marks the client `touched_data`, and the server's _flush() writes
+    everything logged in this wakeup (the commands of the blob included) and holds such
+    replies until the log up to its end is committed (fsync policy and replication quorum).
+    """
+    keys = parse_int(argv[1])
+    if keys < 0:
+        raise CommandError("ERR TSR.LOAD <keys> must not be negative")
+    blob = argv[2]
+    commands = _load_commands(blob)
+    server = ctx.server
+    durability = server.durability
+    mark = durability.mark() if server.logging else None
+    for command in commands:
+        reply = execute(ctx, command)
+        if reply[:1] == b"-":
+            ctx.rewrite()  # TSR.LOAD itself is never logged
+            return RawReply(reply)
+    ctx.rewrite()
+    if mark is not None and durability.mark() != mark:
+        durability.use_raw(mark, commands, blob)
+    return keys
 
 
 @internal("tsr.dumpstatus", 2)

@@ -464,6 +464,9 @@ def test_delrange_deletes_exactly_the_range_on_master_and_slave(tmp_path: Path) 
         assert call(client, "TSR.COUNT", MOVING)[0] == 0
         assert set(client.keys("*")) == before
         assert worst < 0.25, f"a client waited {worst * 1000:.0f} ms during DELRANGE"
+        # Each tick deletes about 1.5 ms worth (plus its DEL's logging); generous for CI.
+        longest = float(migration_info(m_port)["delrange_longest_tick_ms"])
+        assert 0 < longest < 50, f"a DELRANGE tick took {longest:.1f} ms"
         reader = redis.Redis(port=s_port)
         call(reader, "READONLY")
         wait_until(
@@ -519,3 +522,93 @@ def test_dump_of_a_million_keys_does_not_stall_clients(tmp_path: Path) -> None:
         assert not list((tmp_path / "migration").glob("dump-*"))
     finally:
         stop(proc, timeout=30)
+
+
+def load_frames(client: redis.Redis, frames: list[list[bytes]]) -> int:
+    """Send TSR.LOAD frames as the migrator does (pipelined); returns the keys they count."""
+    keys = 0
+    for start in range(0, len(frames), 20):
+        pipe = client.pipeline(transaction=False)
+        for frame in frames[start : start + 20]:
+            pipe.execute_command(*frame)  # type: ignore[no-untyped-call]
+        for frame, reply in zip(frames[start : start + 20], pipe.execute(), strict=True):
+            assert reply == int(frame[1])
+            keys += reply
+    return keys
+
+
+def test_framed_dump_loads_into_master_and_slave_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    source, s_port = start_pgserver(tmp_path / "source")
+    master, m_port = start_pgserver(tmp_path / "m", None, "--managed")
+    slave, t_port = start_pgserver(tmp_path / "s", None, "--managed")
+    try:
+        role(m_port, "MASTER", 1, 1)
+        role(t_port, "SLAVE", 1, f"127.0.0.1:{m_port}")
+        src, target = redis.Redis(port=s_port), redis.Redis(port=m_port)
+        populate(src, 3000)
+        call(target, "TSR.IMPORTING", "ADD", MOVING)
+        _l0, plain_id = start_dump(src, MOVING, "CHUNK", "100")
+        _l0, framed_id = start_dump(src, MOVING, "CHUNK", "100", "FRAMED", "20000")
+        plain = parse_commands(read_dump(src, plain_id))
+        frames = parse_commands(read_dump(src, framed_id))
+        assert {frame[0] for frame in frames} == {b"TSR.LOAD"}
+        assert parse_commands(b"".join(frame[2] for frame in frames)) == plain
+        keys = as_dict(call(src, "TSR.DUMPSTATUS", framed_id))[b"keys"]
+        assert load_frames(target, frames) == keys > 1000
+        reader = redis.Redis(port=t_port)
+        call(reader, "READONLY")
+        with pytest.raises(redis.ReadOnlyError, match="read only replica"):
+            call(reader, "TSR.LOAD", frames[0][1], frames[0][2])
+        wait_until(
+            lambda: reader.info("replication")["applied_lsn"] >= log_end(target),
+            10,
+            "the slave to apply the load",
+        )
+        source_keys = sorted(k for k in call(src, "KEYS", "*") if moving(k))
+        expected = snapshot(src, source_keys)
+        assert snapshot(target, source_keys) == expected
+        assert snapshot(reader, source_keys) == expected
+        # The log holds the frames' commands, not TSR.LOAD: a restart replays them.
+        master.send_signal(signal.SIGKILL)
+        master.wait()
+        master, m_port = start_pgserver(tmp_path / "m", m_port, "--managed")
+        role(m_port, "MASTER", 2, 0)
+        assert snapshot(redis.Redis(port=m_port), source_keys) == expected
+    finally:
+        for proc in (source, master, slave):
+            stop(proc)
+
+
+def test_load_reply_waits_until_its_writes_are_committed(tmp_path: Path) -> None:
+    master, m_port = start_pgserver(tmp_path / "m", None, "--managed")
+    slave, s_port = start_pgserver(tmp_path / "s", None, "--managed")
+    try:
+        role(m_port, "MASTER", 1, 1)  # one slave must acknowledge every write
+        role(s_port, "SLAVE", 1, f"127.0.0.1:{m_port}")
+        client = redis.Redis(port=m_port)
+        wait_until(lambda: client.info("replication")["connected_slaves"] == 1, 5, "the slave")
+        blob = b"".join(encode_command([b"SET", b"load:%d" % i, b"v" * 50]) for i in range(300))
+        slave.send_signal(signal.SIGSTOP)
+        try:
+            with socket.create_connection(("127.0.0.1", m_port), timeout=5) as sock:
+                sock.sendall(encode_command([b"TSR.LOAD", b"300", blob]))
+                sock.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    sock.recv(100)  # executed, but not acknowledged by the quorum
+                slave.send_signal(signal.SIGCONT)
+                sock.settimeout(5)
+                assert sock.recv(100) == b":300\r\n"
+                # Acknowledged means logged on the slave.
+                assert int(redis.Redis(port=s_port).info("persistence")["log_end_lsn"]) >= (
+                    log_end(client)
+                )
+        finally:
+            slave.send_signal(signal.SIGCONT)
+        reader = redis.Redis(port=s_port)
+        call(reader, "READONLY")
+        wait_until(lambda: reader.get("load:299") == b"v" * 50, 5, "the slave to apply")
+    finally:
+        stop(master)
+        stop(slave)

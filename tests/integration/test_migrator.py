@@ -284,6 +284,24 @@ async def test_a_move_under_writes_copies_the_ranges_exactly(servers: tuple[int,
     assert saved.last.phase == "done"
 
 
+@pytest.mark.parametrize("frame_bytes", [1, 1 << 20])
+async def test_a_load_in_frames_of_any_size_copies_exactly(
+    servers: tuple[int, int], frame_bytes: int
+) -> None:
+    source, target = redis.Redis(port=servers[0]), redis.Redis(port=servers[1])
+    populate(source, 1500)
+    mover, _saved, _seen = mover_for(servers, dump_frame_bytes=frame_bytes)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(mover.run)
+        assert await mover.wait_caught_up(0, 60)
+        await cut_over(mover)
+    await mover.commit_target()
+    progress = mover.progress
+    assert progress.keys_loaded == progress.keys_estimate
+    assert progress.bytes_loaded == progress.dump_bytes
+    compare_after_commit(source, target, min_keys=500)
+
+
 async def test_a_target_holding_keys_of_the_ranges_is_refused(servers: tuple[int, int]) -> None:
     source, target = redis.Redis(port=servers[0]), redis.Redis(port=servers[1])
     populate(source, 200, big_string=False)

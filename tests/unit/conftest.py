@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
 from pgserver.config import PgServerConfig
@@ -16,8 +18,8 @@ class RecordingServer(PgServer):
         super().__init__(PgServerConfig(port=0, log_enabled=False))
         self.logged: list[list[bytes]] = []
 
-    def log_write(self, argv: list[bytes]) -> None:
-        super().log_write(argv)
+    def log_write(self, argv: list[bytes], partitions: Iterable[int] | None = None) -> None:
+        super().log_write(argv, partitions)
         self.logged.append(list(argv))
 
 

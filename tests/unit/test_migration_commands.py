@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import hiredis
+import pytest
+
 from pgserver.commands import load_all
+from pgserver.config import PgServerConfig
+from pgserver.context import Context, execute
+from pgserver.dump import range_entries, write_dump
+from pgserver.server import PgServer
 from tessera.partition import pn
+from tessera.resp import encode_command
 from tests.unit.conftest import Session
 
 load_all()
+
+FAR = 4102444800123  # 2100-01-01, in ms
 
 
 def _key_in(first: int, last: int, n: int = 0) -> bytes:
@@ -87,3 +99,171 @@ def test_bad_arguments_get_clear_errors(session: Session) -> None:
     assert session("TSR.DUMPDROP", "nope") == b":0\r\n"
     assert session("TSR.TAIL", "0", "0-1").startswith(b"-ERR TSR.TAIL needs a client connection")
     assert session.server.logged == []
+
+
+# ---------------------------------------------------------------------------- TSR.LOAD
+
+
+def _blob(*commands: list[bytes]) -> bytes:
+    return b"".join(encode_command(argv) for argv in commands)
+
+
+def _state(server: PgServer) -> tuple[object, object]:
+    return server.keyspace.data, server.keyspace.expires
+
+
+def test_load_applies_a_blob_and_logs_its_commands_not_itself(session: Session) -> None:
+    key, hkey = _key_in(0, 99), _key_in(0, 99, 1)
+    blob = _blob(
+        [b"SET", key, b"v", b"PXAT", b"%d" % FAR],
+        [b"del", hkey],
+        [b"HSET", hkey, b"f1", b"a", b"f2", b"b"],
+        [b"APPEND", key, b"w"],
+    )
+    assert session("TSR.LOAD", "2", blob) == b":2\r\n"
+    assert session("GET", key) == b"$2\r\nvw\r\n"
+    assert session("HGET", hkey, "f2") == b"$1\r\nb\r\n"
+    assert session("PEXPIRETIME", key) == b":%d\r\n" % FAR
+    logged = session.server.logged
+    assert [argv[0] for argv in logged] == [b"SET", b"HSET", b"APPEND"]  # DEL of nothing: no
+    assert all(argv[0] != b"TSR.LOAD" for argv in logged)
+    session.assert_replay_matches()
+
+
+def test_a_framed_dump_loaded_frame_by_frame_rebuilds_the_range(tmp_path: Path) -> None:
+    source = Session()
+    for i in range(300):
+        source("SET", f"s{i}", f"value{i}" * (i % 7))
+        source("RPUSH", f"l{i % 30}", *(f"e{j}" for j in range(i % 11 + 1)))
+        source("ZADD", f"z{i % 20}", f"{i / 7}", f"m{i}")
+        if i % 5 == 0:
+            source("PEXPIREAT", f"s{i}", FAR + i)
+    ks = source.server.keyspace
+    path = tmp_path / "dump.resp"
+    keys = write_dump(path, range_entries(ks, [(0, 8191)]), 3, 700)
+    reader = hiredis.Reader()
+    reader.feed(path.read_bytes())
+    target = Session()
+    loaded = 0
+    while (frame := reader.gets()) is not False:
+        reply = target(*frame)
+        assert reply == b":%b\r\n" % frame[1]
+        loaded += int(frame[1])
+    assert loaded == keys == len(ks.data)
+    assert _state(target.server) == _state(source.server)
+    target.assert_replay_matches()
+
+
+@pytest.mark.parametrize(
+    ("blob", "why"),
+    [
+        (_blob([b"SET", b"a", b"1"], [b"FLUSHALL"]), b"command 2 of the blob is 'FLUSHALL'"),
+        (_blob([b"SET", b"a", b"1"], [b"TSR.LOAD", b"0", b""]), b"is 'TSR.LOAD', not one"),
+        (_blob([b"SET", b"a", b"1"], [b"INCR", b"b"]), b"is 'INCR', not one a dump writes"),
+        (_blob([b"SET", b"a", b"1"], [b"SET", b"b", b"2"])[:-3], b"ends in the middle"),
+        (_blob([b"SET", b"a", b"1"]) + b"SET b 2\r\n", b"the blob is not RESP"),
+        (_blob([b"SET", b"a", b"1"]) + b":12\r\n", b"element 2 of the blob is not a command"),
+        (_blob([b"SET", b"a", b"1"]) + b"*2\r\n$3\r\nDEL\r\n:1\r\n", b"not a bulk string"),
+    ],
+)
+def test_load_refuses_a_bad_blob_whole(session: Session, blob: bytes, why: bytes) -> None:
+    reply = session("TSR.LOAD", "2", blob)
+    assert reply.startswith(b"-ERR TSR.LOAD: ")
+    assert why in reply
+    assert reply.endswith(b"; nothing of it was applied\r\n")
+    assert session("EXISTS", "a") == b":0\r\n"
+    assert session.server.logged == []
+
+
+def test_load_stops_at_the_first_error_and_replies_it(session: Session) -> None:
+    session("SET", "h", "a string")
+    blob = _blob([b"SET", b"a", b"1"], [b"HSET", b"h", b"f", b"v"], [b"SET", b"b", b"2"])
+    assert session("TSR.LOAD", "3", blob).startswith(b"-WRONGTYPE")
+    assert session("GET", "a") == b"$1\r\n1\r\n"  # what ran before it stays
+    assert session("EXISTS", "b") == b":0\r\n"
+    assert session("TSR.LOAD", "1", _blob([b"SET", b"a"])) == (
+        b"-ERR wrong number of arguments for 'set' command\r\n"
+    )
+    assert session.server.logged == [[b"SET", b"h", b"a string"], [b"SET", b"a", b"1"]]
+    assert session("TSR.LOAD", "-1", b"") == b"-ERR TSR.LOAD <keys> must not be negative\r\n"
+    assert session("TSR.LOAD", "x", b"").startswith(b"-ERR value is not an integer")
+    assert session("TSR.LOAD", "0", b"") == b":0\r\n"
+
+
+def test_load_is_refused_on_a_slave_and_on_fenced_partitions(session: Session) -> None:
+    fenced, free = _key_in(0, 99), _key_in(100, 8191)
+    session("TSR.FENCE", "ADD", "0-99")
+    blob = _blob([b"SET", free, b"1"], [b"SET", fenced, b"2"])
+    reply = session("TSR.LOAD", "2", blob)
+    assert reply.startswith(b"-TRYAGAIN partition %d is moving" % pn(fenced))
+    assert session.server.keyspace.get(free) == b"1"  # what ran before the refusal stays
+    assert session.server.keyspace.get(fenced) is None
+    session("TSR.FENCE", "DEL", "0-99")
+    session.server.replication.role = "slave"
+    session.server.update_restrictions()
+    reply = session("TSR.LOAD", "1", _blob([b"SET", b"x", b"1"]))
+    assert reply.startswith(b"-READONLY")
+    assert session.server.keyspace.get(b"x") is None
+
+
+def test_load_logs_the_blob_as_it_came_and_a_restart_replays_it(tmp_path: Path) -> None:
+    config = PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True)
+    server = PgServer(config)
+    server.recover()
+    ctx = Context(server)
+    plain = _blob(*([b"SET", b"k%d" % i, b"v%d" % i] for i in range(50)))
+    assert execute(ctx, [b"TSR.LOAD", b"50", plain]) == b":50\r\n"
+    assert server.durability._pieces == [plain]  # not re-encoded
+    assert server.durability._pieces[0] is plain
+    # A rewritten command (SET ... EX becomes PXAT) or a DEL of nothing: encoded as logged.
+    mixed = _blob([b"DEL", b"h"], [b"HSET", b"h", b"f", b"v"], [b"SET", b"t", b"1", b"EX", b"100"])
+    assert execute(ctx, [b"TSR.LOAD", b"2", mixed]) == b":2\r\n"
+    assert len(server.durability._pieces) == 3
+    server.durability.write()
+    payload = b"".join(record.payload for record in server.durability.log.read(0))
+    assert payload.startswith(plain)
+    assert b"TSR.LOAD" not in payload
+    expected = _state(server)
+    server.durability.close()
+    restarted = PgServer(config)
+    restarted.recover()
+    assert _state(restarted) == expected
+    assert len(restarted.keyspace.data) == 52
+    restarted.durability.close()
+
+
+# ---------------------------------------------------------------------------- TSR.DELRANGE
+
+
+def test_range_deletion_logs_its_dels_with_their_partitions(tmp_path: Path) -> None:
+    server = PgServer(PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True))
+    server.recover()
+    ks = server.keyspace
+    for i in range(6000):
+        ks.set(b"k%d" % i, b"v")
+    big = _key_in(0, 2000, 7)
+    ks.set(big, {b"f%d" % i: b"v" for i in range(3000)})  # emptied piece by piece
+    inside = {k for k in ks.data if pn(k) <= 2000}
+    outside = set(ks.data) - inside
+    assert server.migration.delete_ranges([(0, 2000)]) == len(inside)
+    ctx = Context(server)
+    ticks = 0
+    while server.migration.deleting or server.migration._freeing:
+        server.migration._delete_step()
+        execute(ctx, [b"SET", b"other", b"v"])  # a client's write may share a record
+        ticks += 1
+    server.durability.write()
+    assert ticks > 1
+    assert server.migration.longest_delete_tick > 0
+    deleted: list[bytes] = []
+    for record in server.durability.log.read(0):
+        reader = hiredis.Reader()
+        reader.feed(record.payload)
+        while (argv := reader.gets()) is not False:
+            keys = argv[1:] if argv[0] == b"DEL" else argv[1:2]
+            if argv[0] == b"DEL":
+                deleted += keys
+            # The record's partitions cover every key in it (what tails filter on).
+            assert {pn(key) for key in keys} <= set(record.partitions)
+    assert sorted(deleted) == sorted(inside)
+    assert set(ks.data) == outside | {b"other"}

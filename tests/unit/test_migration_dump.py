@@ -11,7 +11,13 @@ import pytest
 
 from pgserver.commands import load_all
 from pgserver.context import Context, execute
-from pgserver.dump import estimate_range, key_commands, range_entries, write_dump
+from pgserver.dump import (
+    DEFAULT_FRAME_BYTES,
+    estimate_range,
+    key_commands,
+    range_entries,
+    write_dump,
+)
 from pgserver.keyspace import Keyspace, Value
 from pgserver.zset import ZSet
 from tessera.partition import pn
@@ -154,3 +160,45 @@ def test_estimate_counts_keys_exactly_and_bytes_roughly() -> None:
     assert exact / 3 < size < exact * 3
     empty = next(p for p in range(8192) if not ks.by_partition[p])
     assert estimate_range(ks, [(empty, empty)]) == (0, 0)
+
+
+def _parse(data: bytes) -> list[list[bytes]]:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    commands: list[list[bytes]] = []
+    while (argv := reader.gets()) is not False:
+        commands.append(argv)
+    assert not reader.has_data()
+    return commands
+
+
+@pytest.mark.parametrize("frame_bytes", [1, 200, 5000, DEFAULT_FRAME_BYTES])
+def test_a_framed_dump_holds_the_plain_dumps_commands_in_frames(
+    tmp_path: Path, frame_bytes: int
+) -> None:
+    ks = _populated().server.keyspace
+    ranges = [(0, 3000), (6000, 8191)]
+    plain, framed = tmp_path / "plain.resp", tmp_path / "framed.resp"
+    keys = write_dump(plain, range_entries(ks, ranges), 4)
+    assert write_dump(framed, range_entries(ks, ranges), 4, frame_bytes) == keys
+    frames = _parse(framed.read_bytes())
+    assert all(len(frame) == 3 and frame[0] == b"TSR.LOAD" for frame in frames)
+    # The blobs, end to end, are exactly the plain dump.
+    assert b"".join(frame[2] for frame in frames) == plain.read_bytes()
+    assert sum(int(frame[1]) for frame in frames) == keys
+    for _name, frame_keys, blob in frames:
+        commands = _parse(blob)  # whole commands only
+        # A dump starts each key with SET (string) or DEL (collection), and only there.
+        assert int(frame_keys) == sum(argv[0] in (b"SET", b"DEL") for argv in commands)
+        if len(commands) > 1:
+            assert len(blob) <= frame_bytes
+    if frame_bytes == 1:  # every command bigger than a frame: one frame each
+        assert len(frames) == len(_parse(plain.read_bytes()))
+    else:
+        assert len(frames) < len(_parse(plain.read_bytes()))
+
+
+def test_framed_dump_of_nothing_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.resp"
+    assert write_dump(path, [], 256, DEFAULT_FRAME_BYTES) == 0
+    assert path.read_bytes() == b""

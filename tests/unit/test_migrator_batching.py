@@ -142,6 +142,35 @@ def test_a_dump_cut_short_or_holding_no_command_is_an_error() -> None:
         DumpParser(100).feed(b":12\r\n")
 
 
+FRAMES = [
+    [b"TSR.LOAD", b"2", b"".join(encode_command(argv) for argv in DUMP[:3])],
+    [b"TSR.LOAD", b"0", b"".join(encode_command(argv) for argv in DUMP[3:5])],
+    [b"TSR.LOAD", b"1", encode_command(DUMP[5])],
+    [b"TSR.LOAD", b"0", encode_command(DUMP[6])],
+]
+FRAMED_BYTES = b"".join(encode_command(frame) for frame in FRAMES)
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 3000, 1 << 20])
+def test_framed_dump_frames_go_out_whole_and_count_their_keys(batch_bytes: int) -> None:
+    whole = parse_all([FRAMED_BYTES], batch_bytes)
+    one_by_one = parse_all([FRAMED_BYTES[i : i + 1] for i in range(len(FRAMED_BYTES))], batch_bytes)
+    assert whole == one_by_one
+    assert [argv for commands, _, _ in whole for argv in commands] == FRAMES  # not unpacked
+    assert sum(keys for _, _, keys in whole) == 3
+    assert sum(size for _, size, _ in whole) == len(FRAMED_BYTES)  # progress: dump bytes
+    if batch_bytes == 1:
+        assert [len(commands) for commands, _, _ in whole] == [1, 1, 1, 1]
+
+
+def test_plain_commands_and_frames_mix_and_bad_frames_are_errors() -> None:
+    mixed = encode_command(DUMP[0]) + encode_command(FRAMES[2])
+    assert parse_all([mixed], 1 << 20) == [([DUMP[0], FRAMES[2]], len(mixed), 2)]
+    for bad in ([b"TSR.LOAD", b"x", b""], [b"TSR.LOAD", b"-1", b""]):
+        with pytest.raises(MigrationError, match=r"malformed TSR\.LOAD frame"):
+            DumpParser(100).feed(encode_command(bad))
+
+
 def test_token_bucket_keeps_the_long_run_rate() -> None:
     assert TokenBucket(0, 0, 0.0).take(10**9, 0.0) == 0.0  # no limit
     bucket = TokenBucket(1000.0, 100.0, 0.0)
