@@ -13,17 +13,19 @@ again from its record by the scan, with `Resume`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from confmaster.cluster import ClusterError, commit_migration, plan_migration
+from confmaster.cluster import ClusterError, ClusterState, commit_migration, plan_migration
+from confmaster.http import HttpError
 from confmaster.migration import (
     FINISHED,
     Action,
@@ -99,6 +101,17 @@ class JobsConfig(BaseModel):
     password: str | None = Field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class _Cutover:
+    """What a cutover attempt needs, read once before the gateways block: reading ZooKeeper
+    at each step would lengthen the time they hold requests."""
+
+    gateways: list[tuple[str, int]]
+    source: Address
+    target: Address
+    route_version: int
+
+
 @dataclass
 class _Runner:
     """One job's machine and the state of its background work."""
@@ -115,6 +128,7 @@ class _Runner:
     unfenced: trio.Event = field(default_factory=trio.Event)
     persisted: MigrationJobPayload | None = None
     persisted_at: float = 0.0
+    cutover: _Cutover | None = None
 
     @property
     def job(self) -> MigrationJobPayload:
@@ -269,7 +283,11 @@ class JobsDriver:
     async def _feed(self, runner: _Runner, event: Event) -> None:
         for action in runner.machine.handle(event):
             await self._act(runner, action)
-        if runner.job != runner.persisted and time.monotonic() - runner.persisted_at > 0.5:
+        if (
+            runner.job != runner.persisted
+            and time.monotonic() - runner.persisted_at > 0.5
+            and runner.job.phase != "cutover"  # not while gateways hold requests
+        ):
             await self._persist(runner, runner.job)  # progress, at most twice a second
 
     async def _act(self, runner: _Runner, action: Action) -> None:
@@ -318,19 +336,23 @@ class JobsDriver:
         server: PgServerPayload = state.pgservers[group.master]
         return Address(server.host, server.port)
 
-    async def _gateways(self, cluster: str) -> list[tuple[str, int]]:
+    async def _gateways(
+        self, cluster: str, state: ClusterState | None = None
+    ) -> list[tuple[str, int]]:
         """Admin addresses of the gateways: registered ones not known dead, and live ones."""
-        state = await self.confmaster.read_state(cluster)
+        if state is None:
+            state = await self.confmaster.read_state(cluster)
         found = {(g.host, g.admin_port) for g in state.gateways.values() if g.state != "down"}
         zk = self.confmaster.zk
-        try:
-            children = await zk.children(live_gateways_path(cluster))
-        except NoNodeError:
-            children = []
-        for child in children:
+        live = live_gateways_path(cluster)
+        children = (await zk.children_many([live]))[0] or []
+        datas = await zk.get_many([f"{live}/{child}" for child in children])
+        for child, data in zip(children, datas, strict=True):
             try:
-                info = await zk.get_json(f"{live_gateways_path(cluster)}/{child}")
-            except (NoNodeError, CoordinationError, ValueError):
+                info = json.loads(data) if data is not None else None
+            except ValueError:
+                continue
+            if not isinstance(info, dict):
                 continue
             host = child.rpartition(":")[0]
             if host in ("0.0.0.0", "::", ""):
@@ -339,7 +361,9 @@ class JobsDriver:
                 found.add((host, info["admin_port"]))
         return sorted(found)
 
-    async def _admin_all(self, cluster: str, argv: list[bytes]) -> dict[str, str]:
+    async def _admin_all(
+        self, cluster: str, argv: list[bytes], gateways: list[tuple[str, int]] | None = None
+    ) -> dict[str, str]:
         """One admin command on every gateway at once; replies by gateway, "" if silent."""
         replies: dict[str, str] = {}
         timeout = self.config.gateway_timeout_ms / 1000
@@ -347,8 +371,10 @@ class JobsDriver:
         async def one(host: str, port: int) -> None:
             replies[f"{host}:{port}"] = await _admin_command(host, port, argv, timeout)
 
+        if gateways is None:
+            gateways = await self._gateways(cluster)
         async with trio.open_nursery() as nursery:
-            for host, port in await self._gateways(cluster):
+            for host, port in gateways:
                 nursery.start_soon(one, host, port)
         return replies
 
@@ -422,32 +448,46 @@ class JobsDriver:
         job = runner.job
         lease = budget_ms + self.config.lease_margin_ms
         try:
-            data, _stat = await self.confmaster.zk.get(route_path(runner.cluster))
-            version = RoutePayload.from_json(data).version
-        except (CoordinationError, NoNodeError, ValidationError) as exc:
-            runner.post(CutoverFailed(f"reading the route failed: {exc}", now_ms()))
+            plan = await self._plan_cutover(runner)
+        except (TesseraError, CoordinationError, ValidationError, HttpError) as exc:
+            runner.post(CutoverFailed(f"reading the cluster failed: {exc}", now_ms()))
             return
         # The version lets a gateway that gets this BLOCK late (it was stopped) refuse it.
         argv = [b"BLOCK", _job_name(job).encode(), runner.ranges.encode(), b"%d" % lease]
-        argv.append(b"%d" % version)
-        replies = await self._admin_all(runner.cluster, argv)
+        argv.append(b"%d" % plan.route_version)
+        replies = await self._admin_all(runner.cluster, argv, plan.gateways)
         skipped = sorted(gw for gw, reply in replies.items() if reply != "+OK")
         if skipped:
             log.warning(
                 "job %s: BLOCK not confirmed by %s (the fence covers them)", job.id, skipped
             )
         try:
-            l1 = await self._fence(runner)
+            l1 = await self._fence(runner, plan.source)
         except (TesseraError, OSError, ValueError) as exc:
             runner.post(CutoverFailed(f"fencing the source failed: {exc}", now_ms()))
             return
         runner.post(Fenced(l1, now_ms()))
 
-    async def _fence(self, runner: _Runner) -> int:
+    async def _plan_cutover(self, runner: _Runner) -> _Cutover:
+        cluster, job = runner.cluster, runner.job
+        state = await self.confmaster.read_state(cluster)
+        if state.route is None:
+            raise ClusterError("the cluster has no route yet")
+        addresses = []
+        for pg in (job.source_pg, job.target_pg):
+            group = state.pgs.get(pg)
+            if group is None or group.master is None:
+                raise ClusterError(f"PG {pg} has no master")
+            server = state.pgservers[group.master]
+            addresses.append(Address(server.host, server.port))
+        gateways = await self._gateways(cluster, state)
+        runner.cutover = _Cutover(gateways, addresses[0], addresses[1], state.route.version)
+        return runner.cutover
+
+    async def _fence(self, runner: _Runner, source: Address) -> int:
         async with runner.fence_lock:
             runner.fence_gen += 1
             runner.unfenced = trio.Event()
-            source = await self._master(runner.cluster, runner.job.source_pg)
             async with open_connection(source, "source", self.mover_config) as conn:
                 return int(await conn.call("TSR.FENCE", "ADD", runner.ranges))
 
@@ -496,7 +536,12 @@ class JobsDriver:
         try:
             async with self.confmaster.lock:
                 state = await self.confmaster.read_state(cluster)
-                await self.confmaster.write(commit_migration(state, job))
+                changes = commit_migration(state, job)
+                await self.confmaster.write(changes)
+            if runner.cutover is not None:
+                routes = [c for _p, c in changes if isinstance(c, RoutePayload)]
+                version = routes[0].version if routes else runner.cutover.route_version
+                runner.cutover = replace(runner.cutover, route_version=version)
         except ClusterError as exc:
             return MapCommitted(False, now_ms(), str(exc))
         except Exception as exc:
@@ -522,19 +567,18 @@ class JobsDriver:
             await conn.call("DEL", marker)
             await conn.call("TSR.IMPORTING", "DEL", ranges)
 
-        target_done = await self._attempt(runner, job.target_pg, "target", commit_target)
-        route = RoutePayload.from_json((await self.confmaster.zk.get(route_path(cluster)))[0])
-        target = await self._master(cluster, job.target_pg)
-        await self._admin_all(
-            cluster,
-            [
-                b"REDIRECT",
-                _job_name(job).encode(),
-                ranges.encode(),
-                str(target).encode(),
-                b"%d" % route.version,
-            ],
+        plan = runner.cutover  # None when this leader took the job over after the commit
+        target_done = await self._attempt(
+            runner, job.target_pg, "target", commit_target, plan.target if plan else None
         )
+        if plan is not None and target_done:
+            gateways, target, version = plan.gateways, plan.target, plan.route_version
+        else:
+            route = RoutePayload.from_json((await self.confmaster.zk.get(route_path(cluster)))[0])
+            target = await self._master(cluster, job.target_pg)
+            gateways, version = await self._gateways(cluster), route.version
+        argv = [b"REDIRECT", _job_name(job).encode(), ranges.encode(), str(target).encode()]
+        await self._admin_all(cluster, [*argv, b"%d" % version], gateways)
         runner.post(Unblocked(now_ms()))
         if not target_done:
             await self._retry(runner, job.target_pg, "target", commit_target)
@@ -573,11 +617,14 @@ class JobsDriver:
         pg: int,
         role: str,
         work: Callable[[PgConnection], Awaitable[None]],
+        address: Address | None = None,
     ) -> bool:
-        """Run `work` on the PG's current master once; False (logged) if it failed."""
+        """Run `work` on the PG's master (`address`, else read from the cluster) once;
+        False (logged) if it failed."""
         try:
             with trio.fail_after(self.config.command_timeout_ms / 1000):
-                address = await self._master(runner.cluster, pg)
+                if address is None:
+                    address = await self._master(runner.cluster, pg)
                 async with open_connection(address, role, self.mover_config) as conn:
                     await work(conn)
             return True

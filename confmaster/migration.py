@@ -392,8 +392,9 @@ class MigrationJob:
     def _fenced(self, ev: Fenced, out: list[Action]) -> None:
         if self.step != "fence":
             return
+        # L1 is not persisted here: a leader that takes over before the commit rolls the
+        # attempt back without it, and a ZooKeeper write now would lengthen the block.
         self._update(ev.now_ms, l1=ev.l1)
-        out.append(Persist(self.job))
         out.append(WaitForL1(ev.l1, self.fenced_at_ms + self.job.block_budget_ms))
         self.step = "wait"
 

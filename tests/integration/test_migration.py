@@ -353,7 +353,7 @@ def test_confmaster_leader_killed_during_the_copy_the_next_one_finishes(
     load = WriteLoad(cluster.gateway_port, keys=128)
     load.start()
     try:
-        [job_id] = start(cluster, (0, 2047, 1), rate_mb_s=0.05)
+        [job_id] = start(cluster, (0, 2047, 1), rate_mb_s=0.03)
         wait_until(lambda: job(cluster, job_id)["keys_copied"] > 0, 30, "some keys copied")
         cluster.confmaster.send_signal(signal.SIGKILL)
         cluster.confmaster.wait(10)
@@ -378,9 +378,10 @@ def test_a_master_killed_during_the_copy_fails_over_and_the_job_finishes(
     load = WriteLoad(cluster.gateway_port, keys=128)
     load.start()
     try:
-        [job_id] = start(cluster, (0, 2047, 1), rate_mb_s=0.05)
+        [job_id] = start(cluster, (0, 2047, 1), rate_mb_s=0.03)
         wait_until(lambda: job(cluster, job_id)["keys_copied"] > 0, 30, "some keys copied")
         victim = cluster.master(0 if side == "source" else 1)
+        assert job(cluster, job_id)["phase"] == "copy"  # seconds of copying at this rate
         cluster.kill(victim)
         record = wait_job(cluster, job_id, timeout_s=120)
         assert record["phase"] == "done", record

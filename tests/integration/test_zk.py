@@ -161,6 +161,15 @@ async def test_crud_and_errors(zk: ZkClient) -> None:
         await zk.get("relative")
 
 
+async def test_many_reads_in_one_round_trip_say_which_nodes_are_missing(zk: ZkClient) -> None:
+    await zk.create("/m", b"root")
+    await zk.create("/m/b", b"2")
+    await zk.create("/m/a", b"1")
+    assert await zk.get_many(["/m/a", "/m/gone", "/m/b"]) == [b"1", None, b"2"]
+    assert await zk.children_many(["/m", "/m/a", "/gone"]) == [["a", "b"], [], None]
+    assert await zk.get_many([]) == []
+
+
 async def test_chroot_isolates_and_is_created(zk_server: ZooKeeperServer, zk: ZkClient) -> None:
     await zk.create("/mine")
     async with ZkClient(zk_server.address, "/nested/chroot/deeper") as other:

@@ -99,8 +99,8 @@ def test_happy_path_persists_each_phase_before_acting() -> None:
     assert kinds(out) == [Persist, BlockAndFence]
     assert phase_of(job) == "cutover"
     out = job.handle(Fenced(l1=70, now_ms=110))
-    assert kinds(out) == [Persist, WaitForL1]
-    wait = out[1]
+    assert kinds(out) == [WaitForL1]  # no ZooKeeper write while gateways hold requests
+    wait = out[0]
     assert isinstance(wait, WaitForL1)
     assert (wait.l1, wait.deadline_ms) == (70, 3100)
     out = job.handle(ReachedL1(now_ms=180))
