@@ -50,7 +50,7 @@ class Context:
         self.lib_name = b""
         self.lib_ver = b""
         self.resp3 = False
-        self.authenticated = not server.config.requirepass
+        self.authenticated = not server.config.password
         self.close_after_reply = False
         self.created_ms = self.ks.now
         self.rewritten: list[list[bytes]] | None = None
@@ -122,6 +122,8 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
             "quit",
         )
     ):
+        if ctx.server.config.cluster_secret is not None:
+            ctx.close_after_reply = True  # an internal port: no second try on this connection
         return _NOAUTH
     if entry.data:
         ctx.touched_data = True
