@@ -577,7 +577,11 @@ _refused_secret: set[tuple[str, int]] = set()  # logged once each
 async def _exchange(host: str, port: int, info: bool, secret: str | None) -> Probe:
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
-        request = b"INFO persistence replication\r\n" if info else b"PING\r\n"
+        request = (
+            encode_command([b"INFO", b"persistence", b"replication"])
+            if info
+            else encode_command([b"PING"])
+        )
         if secret is not None:
             request = encode_command([b"AUTH", secret.encode()]) + request
         await stream.send_all(request)

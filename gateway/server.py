@@ -541,10 +541,7 @@ class GatewayServer:
                 text = unsupported_error(name)
                 self._reply(client, encode_error(text) if text else unknown_command_reply(argv))
                 return
-        if not client.authenticated and name.lower() not in (b"auth", b"hello", b"quit"):
-            self._reply(client, _NOAUTH)
-            return
-        if kind is _SINGLE:
+        if kind is _SINGLE and client.authenticated:
             if len(argv) < 2:  # the backend checks the full arity; the key must be there
                 self._reply(client, _arity_error(name))
                 return
@@ -555,7 +552,15 @@ class GatewayServer:
         lowered = name.decode().lower()
         arity = COMMANDS[lowered][0] if lowered in COMMANDS else -1
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
-            self._reply(client, _arity_error(name))
+            self._reply(client, _arity_error(name))  # before NOAUTH, as Redis does
+            return
+        if not client.authenticated and lowered not in ("auth", "hello", "quit"):
+            self._reply(client, _NOAUTH)
+            return
+        if kind is _SINGLE:
+            slot = Slot(client)
+            client.queue.append(slot)
+            self._route_single(slot, argv)
             return
         self.command_counts[lowered] = self.command_counts.get(lowered, 0) + 1
         if kind is Kind.LOCAL:

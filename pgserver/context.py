@@ -112,6 +112,10 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
         entry = TABLE.get(argv[0].lower())
         if entry is None:
             return unknown_command_reply(argv)
+    arity = entry.arity  # checked first, as Redis does (even before NOAUTH)
+    n = len(argv)
+    if (arity > 0 and n != arity) or n < -arity:
+        return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
     if (
         not ctx.authenticated
         and argv[0] not in _NO_AUTH_NEEDED
@@ -131,10 +135,6 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
             refusal = _refusal(ctx, entry, argv)
             if refusal is not None:
                 return refusal
-    arity = entry.arity
-    n = len(argv)
-    if (arity > 0 and n != arity) or n < -arity:
-        return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
     try:
         reply = entry.handler(ctx, argv)
     except CommandError as exc:

@@ -93,7 +93,10 @@ def _ping(port: int) -> bool:
 def _role(port: int, secret: str) -> str:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(encode_command([b"AUTH", secret.encode()]) + b"INFO replication\r\n")
+            s.sendall(
+                encode_command([b"AUTH", secret.encode()])
+                + encode_command([b"INFO", b"replication"])
+            )
             data = b""
             while b"role:" not in data or not data.endswith(b"\r\n"):
                 chunk = s.recv(4096)
