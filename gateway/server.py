@@ -63,6 +63,8 @@ log = logging.getLogger("tessera.gateway")
 _RECV_BYTES = 256 * 1024
 _SINGLE = Kind.SINGLE  # enum member lookups cost ~150 ns each on the hot path
 _POLLS_PER_WAKEUP = 8
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
 _CROSSSLOT = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
 _NOAUTH = encode_error("NOAUTH Authentication required.")
 _HELD_TOO_LONG = encode_error(
@@ -427,8 +429,13 @@ class GatewayServer:
 
     def _on_client(self, client: Client, mask: int) -> None:
         if client.pending:
-            self._drain_client(client)
-            return
+            # A client whose socket is full is still read (until max_inflight_per_client or
+            # the output limit): one that sends its whole pipeline before reading would
+            # otherwise wait for us while we wait for it.
+            if mask & _EPOLLOUT or not mask & _EPOLLIN:  # writable, or an error to see
+                self._drain_client(client)
+            if not mask & _EPOLLIN or client.fd not in self._by_fd:
+                return
         try:
             data = client.sock.recv(_RECV_BYTES)
         except BlockingIOError:
@@ -470,8 +477,15 @@ class GatewayServer:
         if client.fd in self._by_fd and not client.paused:
             client.paused = True
             self.stats["paused_clients"] += 1
-            assert self._poller is not None
-            self._poller.modify(client.fd, select.EPOLLOUT if client.pending else 0)
+            self._watch(client)
+
+    def _watch(self, client: Client) -> None:
+        """Wait for what the client's state needs: writability while output is pending,
+        readability unless paused."""
+        assert self._poller is not None
+        self._poller.modify(
+            client.fd, (_EPOLLOUT if client.pending else 0) | (0 if client.paused else _EPOLLIN)
+        )
 
     def _forward_raw(self, client: Client, commands: list[list[bytes]], data: bytes) -> bool:
         """Forward a read as it came when it is only single-key commands for one backend.
@@ -910,9 +924,7 @@ class GatewayServer:
             return
         if client.paused and len(client.queue) < self._resume_below:
             client.paused = False
-            if not client.pending:
-                assert self._poller is not None
-                self._poller.modify(client.fd, select.EPOLLIN)
+            self._watch(client)
         out = client.out
         if client.pending:
             if len(out) > client.counted:
@@ -935,8 +947,7 @@ class GatewayServer:
             return
         if sent < len(data):
             client.pending = memoryview(data)[sent:]
-            assert self._poller is not None
-            self._poller.modify(client.fd, select.EPOLLOUT)
+            self._watch(client)
         elif client.closing and not client.queue:
             self._close_client(client)
 
@@ -967,8 +978,7 @@ class GatewayServer:
             return
         client.pending = client.pending[sent:]
         if not client.pending:
-            assert self._poller is not None
-            self._poller.modify(client.fd, 0 if client.paused else select.EPOLLIN)
+            self._watch(client)
             self._dirty_clients.add(client)
 
     def _close_client(self, client: Client) -> None:
