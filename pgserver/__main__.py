@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=Path("data/pgserver"))
     add_cluster_secret_argument(parser)
     add_requirepass_arguments(parser)
-    parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument("--max-clients", "--maxclients", type=int, default=10_000)
     parser.add_argument(
         "--fsync",
         choices=["always", "everysec", "no"],
