@@ -68,6 +68,7 @@ class LocalCluster:
     # ZooKeeper digest credentials USER:PASSWORD for the confmaster and the gateway.
     secret: str | None = None
     zk_auth: str | None = None
+    log_files: bool = False  # confmaster and gateway log to TMP/<module>.log (log_text)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,11 +133,22 @@ class LocalCluster:
         return self
 
     def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
+        log = None
+        if self.log_files:
+            log = open(self.tmp_path / f"{module}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--log-level", self.log_level], cwd=REPO
+            [sys.executable, "-m", module, *args, "--log-level", self.log_level],
+            cwd=REPO,
+            stderr=log,
         )
+        if log is not None:
+            log.close()
         self.procs.append(proc)
         return proc
+
+    def log_text(self, module: str) -> str:
+        """What a process started with `log_files` has logged so far."""
+        return (self.tmp_path / f"{module}.log").read_text()
 
     def stop(self) -> None:
         for member in self.members.values():

@@ -264,7 +264,7 @@ def cli(
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env={k: v for k, v in {**os.environ, **(env or {})}.items() if v},
     )
 
@@ -276,7 +276,14 @@ def secured_cluster(
     """confmaster, a PG of master and slave, and a gateway: the cluster secret everywhere and
     ZooKeeper credentials for the confmaster and the gateway."""
     local = LocalCluster(
-        zk_server, zk_chroot, tmp_path, pgs=1, replicas=1, secret=SECRET, zk_auth="tessera:zkpw"
+        zk_server,
+        zk_chroot,
+        tmp_path,
+        pgs=2,
+        replicas=1,
+        secret=SECRET,
+        zk_auth="tessera:zkpw",
+        log_files=True,
     )
     try:
         yield local.start()
@@ -285,7 +292,9 @@ def secured_cluster(
 
 
 def test_a_secured_cluster_serves_fails_over_and_keeps_zookeeper_closed(
-    secured_cluster: LocalCluster, zk_server: ZooKeeperServer, zk_chroot: str
+    secured_cluster: LocalCluster,
+    zk_server: ZooKeeperServer,
+    zk_chroot: str,
 ) -> None:
     cluster = secured_cluster  # started: roles, replication and heartbeats all authenticated
     port = cluster.confmaster_port
@@ -310,6 +319,21 @@ def test_a_secured_cluster_serves_fails_over_and_keeps_zookeeper_closed(
     wait_until(lambda: client.set("after", "1"), 15, "writes through the new master")
     assert client.get("greeting") == b"hello"
     wait_until(lambda: cluster.in_sync(0), 30, "the old master to follow the new one")
+
+    # A migration: the jobs' mover connections and the gateway admin commands, all with AUTH.
+    moving = {key: key.upper() for key in keys_in(100, 199, 20, prefix="moving")}
+    client.mset(moving)
+    moved = cli(
+        cluster, "--cluster-secret-file", secret_path, "migrate", "--range", "100-199:1", "--wait"
+    )
+    assert moved.returncode == 0, moved.stderr
+    logged = cluster.log_text("confmaster") + cluster.log_text("gateway")
+    assert "BLOCK not confirmed" not in logged  # the gateway took the secret on its admin port
+    assert "refused the cluster secret" not in logged
+    assert [100, 199, 1] in cluster.api("GET", "/clusters/default/map")["ranges"]
+    assert client.mget(list(moving)) == [value.encode() for value in moving.values()]
+    target = redis.Redis(port=cluster.master(1).port, password=SECRET)
+    assert target.mget(list(moving)) == [value.encode() for value in moving.values()]
 
     trio.run(_zookeeper_refuses_strangers, zk_server.address, zk_chroot)
 
