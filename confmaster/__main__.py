@@ -8,6 +8,13 @@ import trio
 
 from confmaster.server import Confmaster, ConfmasterConfig
 from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
+from tessera.security import (
+    add_cluster_secret_argument,
+    add_zk_auth_arguments,
+    cluster_secret_from,
+    warn_if_exposed,
+    zk_auth_from,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="finished migration jobs kept in ZooKeeper for `migrate list` "
         f"(default {defaults.keep_migrations})",
     )
+    add_cluster_secret_argument(parser)
+    add_zk_auth_arguments(parser)
     add_common_arguments(parser)
     return parser
 
@@ -53,7 +62,11 @@ def main() -> None:
 
     def body() -> None:
         setup_logging(args.log_level)
+        cluster_secret = cluster_secret_from(args)
+        warn_if_exposed("the confmaster API", args.bind, {"a cluster secret": not cluster_secret})
         config = ConfmasterConfig(
+            cluster_secret=cluster_secret,
+            zk_auth=zk_auth_from(args),
             zk=args.zk,
             zk_chroot=args.zk_chroot,
             bind=args.bind,

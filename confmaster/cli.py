@@ -11,6 +11,9 @@ import urllib.error
 import urllib.request
 from typing import Any, NoReturn
 
+from tessera.errors import ConfigError
+from tessera.security import add_cluster_secret_argument, cluster_secret_from
+
 DEFAULT = "127.0.0.1:1122"
 
 
@@ -18,14 +21,27 @@ class CliError(Exception):
     pass
 
 
-def call(address: str, method: str, path: str, body: Any = None, follow: int = 3) -> Any:
-    """One API call; follows a follower's pointer to the leader for mutations."""
+_cluster_secret: str | None = None  # set once by main() from the command line or env
+
+
+def call(
+    address: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    follow: int = 3,
+    secret: str | None = None,
+) -> Any:
+    """One API call; follows a follower's pointer to the leader for mutations.
+
+    `secret` (else the one main() read) goes in `Authorization: Bearer`."""
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    secret = secret if secret is not None else _cluster_secret
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret}"
     request = urllib.request.Request(
-        f"http://{address}{path}",
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
+        f"http://{address}{path}", data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -41,7 +57,7 @@ def call(address: str, method: str, path: str, body: Any = None, follow: int = 3
             and follow > 0
             and payload["leader"] != address
         ):
-            return call(payload["leader"], method, path, body, follow - 1)
+            return call(payload["leader"], method, path, body, follow - 1, secret)
         raise CliError(payload.get("error") or f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -107,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print the raw JSON reply")
     parser.add_argument("--cluster", default="default")
+    add_cluster_secret_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     cluster = sub.add_parser("cluster", help="create or list clusters")
@@ -394,7 +411,12 @@ def wait_for_jobs(addr: str, base: str, ids: list[str]) -> list[str]:
 
 
 def main() -> None:
+    global _cluster_secret
     args = build_parser().parse_args()
+    try:
+        _cluster_secret = cluster_secret_from(args)
+    except ConfigError as exc:
+        _die(str(exc))
     try:
         while True:
             reply, text = run(args)

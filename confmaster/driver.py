@@ -36,6 +36,7 @@ from confmaster.http import HttpError
 from tessera.errors import CoordinationError
 from tessera.layout import PgPayload
 from tessera.resp import encode_command
+from tessera.security import auth_accepted
 
 if TYPE_CHECKING:
     from confmaster.server import Confmaster, Probe
@@ -179,15 +180,24 @@ class FailoverDriver:
         address = self.addresses.get(pgs_id)
         if address is None:
             return False, 0
-        reply = await send_command(address[0], address[1], argv, self.config.retry_ms / 1000)
+        reply = await send_command(
+            address[0],
+            address[1],
+            argv,
+            self.config.retry_ms / 1000,
+            self.confmaster.config.cluster_secret,
+        )
         if reply.startswith(":"):
             return True, int(reply[1:])
         log.warning("pgserver %s: %s -> %s", pgs_id, b" ".join(argv[:3]).decode(), reply)
         return False, 0
 
 
-async def send_command(host: str, port: int, argv: list[bytes], timeout_s: float) -> str:
-    """One command on a fresh connection; returns the first reply line ("-ERR ..." on trouble)."""
+async def send_command(
+    host: str, port: int, argv: list[bytes], timeout_s: float, secret: str | None = None
+) -> str:
+    """One command on a fresh connection (after AUTH with the cluster secret, if set);
+    returns the first reply line ("-ERR ..." on trouble)."""
     with trio.move_on_after(timeout_s):
         try:
             stream = await trio.open_tcp_stream(host, port)
@@ -195,14 +205,32 @@ async def send_command(host: str, port: int, argv: list[bytes], timeout_s: float
             return f"-ERR {exc}"
         async with stream:
             try:
-                await stream.send_all(encode_command(argv))
-                data = b""
-                while b"\r\n" not in data:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return "-ERR connection closed"
-                    data += chunk
+                line = await exchange_line(stream, argv, secret)
             except (OSError, trio.BrokenResourceError) as exc:
                 return f"-ERR {exc}"
-            return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            return "-ERR connection closed" if line is None else line
     return "-ERR timeout"
+
+
+async def exchange_line(
+    stream: trio.abc.Stream, argv: list[bytes], secret: str | None
+) -> str | None:
+    """Send `argv` (after AUTH <secret> if given) and return the first line of its reply,
+    or of the refused AUTH's; None if the peer closed first."""
+    request = encode_command(argv)
+    if secret is not None:
+        request = encode_command([b"AUTH", secret.encode()]) + request
+    await stream.send_all(request)
+    data = b""
+    lines: list[str] = []
+    while len(lines) < (2 if secret is not None else 1):
+        while b"\r\n" not in data:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return None
+            data += chunk
+        line, _, data = data.partition(b"\r\n")
+        lines.append(line.decode("utf-8", "replace"))
+        if secret is not None and len(lines) == 1 and not auth_accepted(line):
+            return lines[0]  # the AUTH was refused (and the connection is closing)
+    return lines[-1]

@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from tessera.security import secret_matches
+
 log = logging.getLogger("tessera.confmaster.http")
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -22,6 +24,7 @@ _REASONS = {
     200: "OK",
     201: "Created",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -37,6 +40,7 @@ class Request:
     path: str
     query: dict[str, list[str]]
     body: Any
+    authorization: str = ""  # the Authorization header, if any
 
 
 @dataclass(frozen=True)
@@ -58,9 +62,12 @@ async def serve_http(
     handler: Handler,
     host: str,
     port: int,
+    secret: str | None = None,
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve `handler`; with a `secret`, requests without `Authorization: Bearer <secret>`
+    get 401 and never reach it."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
 
@@ -69,6 +76,9 @@ async def serve_http(
             try:
                 with trio.fail_after(30):
                     request = await _read_request(stream)
+                    if secret is not None and not bearer_matches(request.authorization, secret):
+                        await _write_response(stream, _UNAUTHORIZED)
+                        return
                     try:
                         response = await handler(request)
                     except HttpError as exc:
@@ -82,6 +92,21 @@ async def serve_http(
     async with trio.open_nursery() as nursery:
         task_status.started(bound)
         await trio.serve_listeners(connection, listeners, handler_nursery=nursery)
+
+
+_UNAUTHORIZED = Response(
+    401,
+    {
+        "error": "this confmaster requires the cluster secret: "
+        "send Authorization: Bearer <secret> (confmaster-cli: --cluster-secret-file "
+        "or $TESSERA_CLUSTER_SECRET)"
+    },
+)
+
+
+def bearer_matches(authorization: str, secret: str) -> bool:
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and secret_matches(token.strip().encode(), secret)
 
 
 async def _read_request(stream: trio.SocketStream) -> Request:
@@ -103,8 +128,11 @@ async def _read_request(stream: trio.SocketStream) -> Request:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    if length > MAX_REQUEST_BYTES:
+    try:
+        length = int(headers.get("content-length", "0") or 0)
+    except ValueError:
+        raise HttpError(400, "bad Content-Length") from None
+    if length < 0 or length > MAX_REQUEST_BYTES:
         raise HttpError(400, "request body too large")
     while len(body) < length:
         chunk = await stream.receive_some(65536)
@@ -116,7 +144,13 @@ async def _read_request(stream: trio.SocketStream) -> Request:
         payload = json.loads(body) if body.strip() else None
     except json.JSONDecodeError as exc:
         raise HttpError(400, f"body is not JSON: {exc}") from None
-    return Request(method.upper(), parsed.path.rstrip("/") or "/", parse_qs(parsed.query), payload)
+    return Request(
+        method.upper(),
+        parsed.path.rstrip("/") or "/",
+        parse_qs(parsed.query),
+        payload,
+        headers.get("authorization", ""),
+    )
 
 
 async def _write_response(stream: trio.SocketStream, response: Response) -> None:
@@ -124,6 +158,7 @@ async def _write_response(stream: trio.SocketStream, response: Response) -> None
     head = (
         f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
+        + ('WWW-Authenticate: Bearer realm="tessera"\r\n' if response.status == 401 else "")
+        + "Connection: close\r\n\r\n"
     ).encode()
     await stream.send_all(head + body)

@@ -25,6 +25,7 @@ import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confmaster.cluster import ClusterError, ClusterState, commit_migration, plan_migration
+from confmaster.driver import exchange_line
 from confmaster.http import HttpError
 from confmaster.migration import (
     FINISHED,
@@ -74,7 +75,6 @@ from tessera.layout import (
     route_path,
 )
 from tessera.partition import PartitionSet, parse_ranges
-from tessera.resp import encode_command
 from tessera.zk import NoNodeError
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class JobsConfig(BaseModel):
     retry_ms: int = Field(default=300, ge=1)  # between attempts of a roll-forward step
     cutover_lag_bytes: int = Field(default=256 << 10, ge=0)
     lease_margin_ms: int = Field(default=2000, ge=0)  # gateway block lease: budget + this
-    password: str | None = Field(default=None, repr=False)
+    # presented to pgservers (the mover's connections) and gateway admin ports
+    cluster_secret: str | None = Field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class JobsDriver:
         self.runners: dict[tuple[str, str], _Runner] = {}
         self.nursery: trio.Nursery | None = None
         self.mover_config = MoverConfig(
-            password=config.password, info_interval_ms=100, progress_interval_ms=100
+            password=config.cluster_secret, info_interval_ms=100, progress_interval_ms=100
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -369,7 +370,9 @@ class JobsDriver:
         timeout = self.config.gateway_timeout_ms / 1000
 
         async def one(host: str, port: int) -> None:
-            replies[f"{host}:{port}"] = await _admin_command(host, port, argv, timeout)
+            replies[f"{host}:{port}"] = await _admin_command(
+                host, port, argv, timeout, self.config.cluster_secret
+            )
 
         if gateways is None:
             gateways = await self._gateways(cluster)
@@ -721,7 +724,9 @@ async def _delete_ranges(conn: PgConnection, ranges: str, poll_ms: int) -> None:
         await trio.sleep(min(poll_ms, 20) / 1000)
 
 
-async def _admin_command(host: str, port: int, argv: list[bytes], timeout_s: float) -> str:
+async def _admin_command(
+    host: str, port: int, argv: list[bytes], timeout_s: float, secret: str | None
+) -> str:
     """One gateway admin command on a fresh connection; its first reply line, "" if none."""
     with trio.move_on_after(timeout_s):
         try:
@@ -730,14 +735,7 @@ async def _admin_command(host: str, port: int, argv: list[bytes], timeout_s: flo
             return ""
         async with stream:
             try:
-                await stream.send_all(encode_command(argv))
-                data = b""
-                while b"\r\n" not in data:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return ""
-                    data += chunk
+                return await exchange_line(stream, argv, secret) or ""
             except (OSError, trio.BrokenResourceError):
                 return ""
-            return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     return ""

@@ -61,6 +61,8 @@ from tessera.layout import (
     pgservers_path,
     route_path,
 )
+from tessera.resp import encode_command
+from tessera.security import ZkAuth, auth_accepted
 from tessera.zk import CheckOp, CreateOp, DeleteOp, Leadership, NoNodeError, SetOp, ZkClient
 
 log = logging.getLogger("tessera.confmaster")
@@ -80,13 +82,20 @@ class ConfmasterConfig(BaseModel):
     heartbeat_timeout_ms: int = Field(default=1000, ge=50)
     zk_session_timeout_ms: int = Field(default=4000, ge=1000)  # bounds leader takeover time
     keep_migrations: int = Field(default=100, ge=1)  # finished migration jobs kept in ZK
+    # Required of API clients (Authorization: Bearer) and presented to pgservers and
+    # gateway admin ports.
+    cluster_secret: str | None = Field(default=None, repr=False)
+    zk_auth: ZkAuth | None = None
 
 
 class Confmaster:
     def __init__(self, config: ConfmasterConfig) -> None:
         self.config = config
         self.zk = ZkClient(
-            config.zk, chroot=config.zk_chroot, timeout_s=config.zk_session_timeout_ms / 1000
+            config.zk,
+            chroot=config.zk_chroot,
+            timeout_s=config.zk_session_timeout_ms / 1000,
+            auth=config.zk_auth,
         )
         self.port = 0
         self.instance_id = config.instance_id or f"{config.bind}:{config.port}/{os.getpid()}"
@@ -109,7 +118,11 @@ class Confmaster:
                 await self.zk.ensure_path(path)
             async with trio.open_nursery() as nursery:
                 self.port = await nursery.start(
-                    serve_http, self.handle, self.config.bind, self.config.port
+                    serve_http,
+                    self.handle,
+                    self.config.bind,
+                    self.config.port,
+                    self.config.cluster_secret,
                 )
                 nursery.start_soon(self._campaign)
                 nursery.start_soon(self._follow_leader)
@@ -169,7 +182,11 @@ class Confmaster:
                     self.driver = FailoverDriver(self, failover)
                     await nursery.start(self.driver.run)
                     self.is_leader = True
-                    self.jobs = JobsDriver(self, JobsConfig(keep_jobs=self.config.keep_migrations))
+                    jobs = JobsConfig(
+                        keep_jobs=self.config.keep_migrations,
+                        cluster_secret=self.config.cluster_secret,
+                    )
+                    self.jobs = JobsDriver(self, jobs)
                     await nursery.start(self.jobs.run)
                     nursery.start_soon(self._heartbeats)
                     await leadership.lost.wait()
@@ -279,7 +296,9 @@ class Confmaster:
         results: dict[str, Probe] = {}
 
         async def run_probe(key: str, host: str, port: int, info: bool) -> None:
-            results[key] = result = await _ping(host, port, probe_timeout, info)
+            # Gateways are probed on their client port, which knows no cluster secret.
+            secret = self.config.cluster_secret if info else None
+            results[key] = result = await _ping(host, port, probe_timeout, info, secret)
             driver = self.driver
             if info and driver is not None:  # into the failover machine as it comes
                 pgs_id = key.split("/", 1)[1]
@@ -546,30 +565,53 @@ class Probe:
     synced_epoch: int | None = None  # the epoch its log was last synced in
 
 
-async def _ping(host: str, port: int, timeout_s: float, info: bool) -> Probe:
+async def _ping(
+    host: str, port: int, timeout_s: float, info: bool, secret: str | None = None
+) -> Probe:
     """One heartbeat: PING (gateways) or INFO persistence+replication (pgservers).
 
-    Any trouble (refused, reset, timeout, a reply that does not parse) is a failed probe.
+    Any trouble (refused, reset, timeout, a reply that does not parse, a refused cluster
+    secret) is a failed probe.
     """
     with trio.move_on_after(timeout_s):
         try:
-            return await _exchange(host, port, info)
+            return await _exchange(host, port, info, secret)
         except (OSError, trio.BrokenResourceError, ValueError, UnicodeDecodeError):
             return Probe()
     return Probe()
 
 
-async def _exchange(host: str, port: int, info: bool) -> Probe:
+_refused_secret: set[tuple[str, int]] = set()  # logged once each
+
+
+async def _exchange(host: str, port: int, info: bool, secret: str | None) -> Probe:
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
-        request = b"INFO persistence replication\r\n" if info else b"PING\r\n"
+        request = (
+            encode_command([b"INFO", b"persistence", b"replication"])
+            if info
+            else encode_command([b"PING"])
+        )
+        if secret is not None:
+            request = encode_command([b"AUTH", secret.encode()]) + request
         await stream.send_all(request)
         data = b""
+        authenticating = secret is not None
         while True:
             chunk = await stream.receive_some(65536)
             if not chunk:
                 return Probe()
             data += chunk
+            if authenticating:
+                if b"\r\n" not in data:
+                    continue
+                line, _, data = data.partition(b"\r\n")
+                if not auth_accepted(line):
+                    if (host, port) not in _refused_secret:
+                        _refused_secret.add((host, port))
+                        log.error("%s:%d refused the cluster secret: %r", host, port, line)
+                    return Probe()
+                authenticating = False
             if not info and data.endswith(b"\r\n"):
                 return Probe(ok=data.startswith((b"+PONG", b"-NOAUTH")))
             if info and data.startswith(b"-"):

@@ -14,6 +14,15 @@ from gateway.routing import PartitionMap
 from gateway.server import GatewayServer
 from gateway.zk_source import ZkMapSource
 from tessera.cli import add_common_arguments, fail, run_main, serve_until_signalled, setup_logging
+from tessera.security import (
+    add_cluster_secret_argument,
+    add_requirepass_arguments,
+    add_zk_auth_arguments,
+    cluster_secret_from,
+    requirepass_from,
+    warn_if_exposed,
+    zk_auth_from,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--admin-port", type=int, default=6001, help="admin port (default 6001)")
     parser.add_argument("--admin-bind", default="127.0.0.1")
-    parser.add_argument(
-        "--admin-secret",
-        default=os.environ.get("TESSERA_ADMIN_SECRET"),
-        help="shared secret the admin port requires (or $TESSERA_ADMIN_SECRET)",
-    )
+    add_cluster_secret_argument(parser)
     parser.add_argument(
         "--backend",
         action="append",
@@ -36,11 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PN_RANGE=HOST:PORT",
         help="static map entry, repeatable; ranges must cover 0-8191 exactly once",
     )
-    parser.add_argument(
-        "--requirepass",
-        default=os.environ.get("TESSERA_REQUIREPASS"),
-        help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
-    )
+    add_requirepass_arguments(parser)
     parser.add_argument("--zk", help="follow the map of --cluster in this ZooKeeper (HOST:PORT)")
     parser.add_argument("--zk-chroot", default="")
     parser.add_argument("--cluster", default="default", help="cluster name (with --zk)")
@@ -60,7 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="first retry backoff for such requests; doubles, at most 8x (default 50)",
     )
     parser.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL/FLUSHDB")
-    parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument(
+        "--max-clients",
+        "--maxclients",
+        type=int,
+        default=10_000,
+        help="clients beyond this get -ERR max number of clients reached (default 10000)",
+    )
+    parser.add_argument(
+        "--max-inflight-per-client",
+        type=int,
+        default=10_000,
+        help="stop reading a client with this many unanswered requests (default 10000)",
+    )
+    parser.add_argument(
+        "--client-output-limit-mb",
+        type=int,
+        default=256,
+        help="disconnect a client that does not read while this much output waits (default 256)",
+    )
+    add_zk_auth_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     add_common_arguments(parser)
     return parser
@@ -81,7 +101,7 @@ async def _run(
     config: GatewayConfig, assignments: list[tuple[str, str]], args: argparse.Namespace
 ) -> None:
     if args.zk:
-        source = ZkMapSource(args.zk, args.zk_chroot, args.cluster)
+        source = ZkMapSource(args.zk, args.zk_chroot, args.cluster, zk_auth_from(args))
         try:
             partition_map = await source.first_map()
             await _serve(GatewayServer(config, partition_map), source)
@@ -108,13 +128,23 @@ def main() -> None:
             if not sep:
                 fail("gateway", f"bad --backend {item!r} (expected PN_RANGE=HOST:PORT)")
             assignments.append((ranges, address))
+        cluster_secret = cluster_secret_from(args)
+        requirepass = requirepass_from(args)
+        warn_if_exposed(
+            "the gateway's client port",
+            args.bind,
+            {"requirepass": requirepass is None, "a cluster secret": cluster_secret is None},
+        )
+        warn_if_exposed(
+            "the gateway's admin port", args.admin_bind, {"a cluster secret": not cluster_secret}
+        )
         config = GatewayConfig(
             bind=args.bind,
             port=args.port,
             admin_bind=args.admin_bind,
             admin_port=args.admin_port,
-            admin_secret=args.admin_secret,
-            requirepass=args.requirepass,
+            cluster_secret=cluster_secret,
+            requirepass=requirepass,
             backends=tuple(assignments),
             hold_timeout_ms=args.hold_timeout_ms,
             backend_timeout_ms=args.backend_timeout_ms,
@@ -122,6 +152,8 @@ def main() -> None:
             moving_retry_ms=args.moving_retry_ms,
             allow_flush=args.allow_flush,
             max_clients=args.max_clients,
+            max_inflight_per_client=args.max_inflight_per_client,
+            client_output_limit_bytes=args.client_output_limit_mb << 20,
             workers=args.workers,
         )
         if args.zk and assignments:

@@ -5,7 +5,7 @@ Low volume, so each admin connection gets its own task and plain trio streams.
 
 from __future__ import annotations
 
-import hmac
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -16,7 +16,8 @@ from gateway.blocking import AdminReply, Block, Redirect, Unblock
 from gateway.routing import Backend
 from tessera.errors import ConfigError
 from tessera.partition import parse_ranges
-from tessera.resp import Map, RequestParser, RequestProtocolError, encode, encode_error
+from tessera.resp import Limits, Map, RequestParser, RequestProtocolError, encode, encode_error
+from tessera.security import NO_PASSWORD_ERROR, secret_matches
 
 if TYPE_CHECKING:
     from gateway.server import GatewayServer
@@ -42,8 +43,9 @@ class AdminServer:
             await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        parser = RequestParser()
-        authenticated = self.gateway.config.admin_secret is None
+        parser = RequestParser(_ADMIN_LIMITS)
+        secret = self.gateway.config.cluster_secret
+        authenticated = secret is None
         resp3 = False
         async with stream:
             while True:
@@ -60,6 +62,20 @@ class AdminServer:
                     commands, broken = exc.commands, exc
                 for argv in commands:
                     name = argv[0].lower()
+                    password = _password_in(argv)
+                    refused = None
+                    if password is not None and secret is not None:
+                        if secret_matches(password, secret):
+                            authenticated = True
+                        else:
+                            refused = _WRONGPASS
+                    elif not authenticated:
+                        refused = _NOAUTH
+                    if refused is not None:
+                        # An internal port: no second try on this connection.
+                        with contextlib.suppress(trio.BrokenResourceError):
+                            await stream.send_all(refused)
+                        return
                     if name == b"hello":
                         # Enough of HELLO for redis-py and redis-cli to connect.
                         resp3 = len(argv) > 1 and argv[1] == b"3"
@@ -74,16 +90,12 @@ class AdminServer:
                             resp3,
                         )
                     elif name == b"auth":
-                        secret = self.gateway.config.admin_secret
-                        ok = (
-                            len(argv) == 2
-                            and secret is not None
-                            and hmac.compare_digest(argv[1], secret.encode())
-                        )
-                        authenticated = authenticated or ok
-                        reply = b"+OK\r\n" if ok else encode_error("WRONGPASS invalid admin secret")
-                    elif not authenticated:
-                        reply = encode_error("NOAUTH the admin port needs AUTH <secret> first")
+                        if password is None:
+                            reply = encode_error("ERR syntax error")
+                        elif secret is None:
+                            reply = encode_error(NO_PASSWORD_ERROR)
+                        else:
+                            reply = b"+OK\r\n"
                     else:
                         reply = await self.execute(argv, resp3)
                     await stream.send_all(reply)
@@ -162,6 +174,24 @@ class AdminServer:
             "(PING, MAP, STATS, BLOCK job ranges [lease-ms [version]], "
             "REDIRECT job ranges host:port version, UNBLOCK job)"
         )
+
+
+# Admin commands are small; nobody (authenticated or not) gets to make this port buffer more.
+_ADMIN_LIMITS = Limits(max_bulk_bytes=1 << 20, max_multibulk_len=1024, max_inline_bytes=64 << 10)
+_NOAUTH = encode_error("NOAUTH Authentication required.")
+_WRONGPASS = encode_error("WRONGPASS invalid username-password pair or user is disabled.")
+
+
+def _password_in(argv: list[bytes]) -> bytes | None:
+    """The password of AUTH [user] <password> or HELLO [protover] AUTH <user> <password>."""
+    name = argv[0].lower()
+    if name == b"auth":
+        return argv[-1] if len(argv) in (2, 3) else None
+    if name == b"hello":
+        for i in range(1, len(argv) - 2):
+            if argv[i].lower() == b"auth":
+                return argv[i + 2]
+    return None
 
 
 def _admin_reply(reply: AdminReply) -> bytes:

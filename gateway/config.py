@@ -12,8 +12,9 @@ class GatewayConfig(BaseModel):
     port: int = Field(default=6000, ge=0, le=65535)
     admin_bind: str = "127.0.0.1"
     admin_port: int = Field(default=6001, ge=0, le=65535)
-    admin_secret: str | None = None
-    requirepass: str | None = None
+    # The admin port requires it (AUTH <secret>) and backend connections present it.
+    cluster_secret: str | None = Field(default=None, repr=False)
+    requirepass: str | None = Field(default=None, repr=False)  # application clients' password
     backends: tuple[tuple[str, str], ...] = ()  # (ranges, HOST:PORT) for the static map
     hold_timeout_ms: int = Field(default=5000, ge=1)
     max_held_requests: int = Field(default=100_000, ge=1)
@@ -27,6 +28,13 @@ class GatewayConfig(BaseModel):
     max_reconnect_backoff_ms: int = Field(default=2000, ge=1)
     allow_flush: bool = False
     max_clients: int = Field(default=10_000, ge=1)
+    # A client with this many requests whose replies it has not been sent yet is not read
+    # until half of them are answered (backpressure instead of unbounded queues).
+    max_inflight_per_client: int = Field(default=10_000, ge=1)
+    # A client is disconnected when replies keep arriving for it while more than this is
+    # already waiting for its socket (it does not read). Redis's normal clients have no
+    # limit; this is its replica class's hard limit.
+    client_output_limit_bytes: int = Field(default=256 << 20, ge=1)
     max_bulk_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     max_multibulk_len: int = Field(default=1024 * 1024, ge=1)
     max_inline_bytes: int = Field(default=64 * 1024, ge=1)

@@ -56,12 +56,15 @@ from tessera.resp import (
     scan_reply,
     unknown_command_reply,
 )
+from tessera.security import auth_accepted
 
 log = logging.getLogger("tessera.gateway")
 
 _RECV_BYTES = 256 * 1024
 _SINGLE = Kind.SINGLE  # enum member lookups cost ~150 ns each on the hot path
 _POLLS_PER_WAKEUP = 8
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
 _CROSSSLOT = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
 _NOAUTH = encode_error("NOAUTH Authentication required.")
 _HELD_TOO_LONG = encode_error(
@@ -177,6 +180,7 @@ class Client:
     __slots__ = (
         "authenticated",
         "closing",
+        "counted",
         "fd",
         "id",
         "lib_name",
@@ -184,10 +188,12 @@ class Client:
         "name",
         "out",
         "parser",
+        "paused",
         "pending",
         "queue",
         "resp3",
         "sock",
+        "waiting_bytes",
     )
 
     def __init__(self, sock: socket.socket, client_id: int, parser: RequestParser) -> None:
@@ -198,6 +204,11 @@ class Client:
         self.queue: deque[Slot] = deque()
         self.out: list[bytes] = []
         self.pending = memoryview(b"")  # output a full socket did not take
+        # Output limit: bytes of `out` queued while `pending` waits, and how many items of
+        # `out` they cover.
+        self.waiting_bytes = 0
+        self.counted = 0
+        self.paused = False  # not read: too many requests in flight (max_inflight_per_client)
         self.closing = False
         self.authenticated = False
         self.resp3 = False
@@ -286,6 +297,8 @@ class GatewayServer:
         # backend refuses a request because its partition is moving.
         self.refresh_map: Callable[[], None] | None = None
         self.local = LocalCommands(self)
+        self._max_inflight = config.max_inflight_per_client
+        self._resume_below = max(1, config.max_inflight_per_client // 2)
         self.port = 0
         self.admin_port = 0
         self.started_at = time.time()
@@ -295,6 +308,8 @@ class GatewayServer:
             "connections_received": 0,
             "commands_processed": 0,
             "rejected_connections": 0,
+            "output_limit_disconnects": 0,  # clients that stopped reading their replies
+            "paused_clients": 0,  # times a client was not read: too many requests in flight
             "backend_errors": 0,
             "held_requests": 0,
             "expired_holds": 0,
@@ -414,8 +429,13 @@ class GatewayServer:
 
     def _on_client(self, client: Client, mask: int) -> None:
         if client.pending:
-            self._drain_client(client)
-            return
+            # A client whose socket is full is still read (until max_inflight_per_client or
+            # the output limit): one that sends its whole pipeline before reading would
+            # otherwise wait for us while we wait for it.
+            if mask & _EPOLLOUT or not mask & _EPOLLIN:  # writable, or an error to see
+                self._drain_client(client)
+            if not mask & _EPOLLIN or client.fd not in self._by_fd:
+                return
         try:
             data = client.sock.recv(_RECV_BYTES)
         except BlockingIOError:
@@ -438,6 +458,8 @@ class GatewayServer:
             and not self.moving.count
             and self._forward_raw(client, commands, data)
         ):
+            if len(client.queue) >= self._max_inflight:
+                self._pause(client)
             return
         for argv in commands:
             self._dispatch(client, argv)
@@ -446,6 +468,24 @@ class GatewayServer:
         if broken is not None:
             self._reply(client, encode_error(broken.reply))
             client.closing = True
+        if len(client.queue) >= self._max_inflight:
+            self._pause(client)
+
+    def _pause(self, client: Client) -> None:
+        """Stop reading a client with too many requests in flight; _send_client resumes it
+        once half of them are answered."""
+        if client.fd in self._by_fd and not client.paused:
+            client.paused = True
+            self.stats["paused_clients"] += 1
+            self._watch(client)
+
+    def _watch(self, client: Client) -> None:
+        """Wait for what the client's state needs: writability while output is pending,
+        readability unless paused."""
+        assert self._poller is not None
+        self._poller.modify(
+            client.fd, (_EPOLLOUT if client.pending else 0) | (0 if client.paused else _EPOLLIN)
+        )
 
     def _forward_raw(self, client: Client, commands: list[list[bytes]], data: bytes) -> bool:
         """Forward a read as it came when it is only single-key commands for one backend.
@@ -515,10 +555,7 @@ class GatewayServer:
                 text = unsupported_error(name)
                 self._reply(client, encode_error(text) if text else unknown_command_reply(argv))
                 return
-        if not client.authenticated and name.lower() not in (b"auth", b"hello", b"quit"):
-            self._reply(client, _NOAUTH)
-            return
-        if kind is _SINGLE:
+        if kind is _SINGLE and client.authenticated:
             if len(argv) < 2:  # the backend checks the full arity; the key must be there
                 self._reply(client, _arity_error(name))
                 return
@@ -529,7 +566,15 @@ class GatewayServer:
         lowered = name.decode().lower()
         arity = COMMANDS[lowered][0] if lowered in COMMANDS else -1
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
-            self._reply(client, _arity_error(name))
+            self._reply(client, _arity_error(name))  # before NOAUTH, as Redis does
+            return
+        if not client.authenticated and lowered not in ("auth", "hello", "quit"):
+            self._reply(client, _NOAUTH)
+            return
+        if kind is _SINGLE:
+            slot = Slot(client)
+            client.queue.append(slot)
+            self._route_single(slot, argv)
             return
         self.command_counts[lowered] = self.command_counts.get(lowered, 0) + 1
         if kind is Kind.LOCAL:
@@ -734,6 +779,10 @@ class GatewayServer:
             self._mark_down(backend)
             return None
         conn = BackendConn(backend, resp3, sock)
+        secret = self.config.cluster_secret
+        if secret is not None:  # pgservers refuse (and close) a connection without it
+            conn.out.append(encode_command([b"AUTH", secret.encode()]))
+            conn.waiting.append(Waiter(partial(_check_backend_auth, backend), ()))
         if resp3:
             conn.out.append(encode_command([b"HELLO", b"3"]))
             conn.waiting.append(Waiter(_ignore, ()))
@@ -871,15 +920,24 @@ class GatewayServer:
                 self._send_client(client)
 
     def _send_client(self, client: Client) -> None:
-        if client.fd not in self._by_fd or client.pending:
+        if client.fd not in self._by_fd:
             return
+        if client.paused and len(client.queue) < self._resume_below:
+            client.paused = False
+            self._watch(client)
         out = client.out
+        if client.pending:
+            if len(out) > client.counted:
+                self._check_output_limit(client)
+            return
         if not out:
             if client.closing and not client.queue:
                 self._close_client(client)
             return
         data = b"".join(out) if len(out) > 1 else out[0]
         client.out = []
+        if client.counted:
+            client.counted = client.waiting_bytes = 0
         try:
             sent = client.sock.send(data)
         except BlockingIOError:
@@ -889,9 +947,25 @@ class GatewayServer:
             return
         if sent < len(data):
             client.pending = memoryview(data)[sent:]
-            assert self._poller is not None
-            self._poller.modify(client.fd, select.EPOLLOUT)
+            self._watch(client)
         elif client.closing and not client.queue:
+            self._close_client(client)
+
+    def _check_output_limit(self, client: Client) -> None:
+        """More replies queued behind output the client's socket has not taken: disconnect
+        it once all that exceeds the limit (one reply alone is never cut)."""
+        out = client.out
+        client.waiting_bytes += sum(len(item) for item in out[client.counted :])
+        client.counted = len(out)
+        unsent = len(client.pending) + client.waiting_bytes
+        if unsent > self.config.client_output_limit_bytes:
+            self.stats["output_limit_disconnects"] += 1
+            log.warning(
+                "client %d does not read its replies (%d bytes unsent, limit %d): closing it",
+                client.id,
+                unsent,
+                self.config.client_output_limit_bytes,
+            )
             self._close_client(client)
 
     def _drain_client(self, client: Client) -> None:
@@ -904,8 +978,7 @@ class GatewayServer:
             return
         client.pending = client.pending[sent:]
         if not client.pending:
-            assert self._poller is not None
-            self._poller.modify(client.fd, select.EPOLLIN)
+            self._watch(client)
             self._dirty_clients.add(client)
 
     def _close_client(self, client: Client) -> None:
@@ -918,6 +991,8 @@ class GatewayServer:
                 self._poller.unregister(client.fd)
         client.sock.close()
         client.queue.clear()
+        client.out = []
+        client.pending = memoryview(b"")
 
     # ------------------------------------------------------------------ block / redirect
 
@@ -1139,6 +1214,12 @@ class GatewayServer:
 
 def _ignore(data: bytes) -> None:
     return None
+
+
+def _check_backend_auth(backend: Backend, data: bytes) -> None:
+    """A refused cluster secret: the pgserver closes the connection, its requests fail."""
+    if not auth_accepted(data.rstrip(b"\r\n")):
+        log.error("backend %s refused the cluster secret: %r", backend.name, data[:200])
 
 
 def _moved_error(pn: int) -> bytes:

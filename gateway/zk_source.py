@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from gateway.routing import PartitionMap
 from tessera.errors import CoordinationError
 from tessera.layout import RoutePayload, live_gateways_path, route_path
+from tessera.security import ZkAuth
 from tessera.zk import NodeExistsError, ZkClient, ZnodeStat
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ def route_to_map(route: RoutePayload) -> PartitionMap:
 
 
 class ZkMapSource:
-    def __init__(self, zk_hosts: str, chroot: str, cluster: str) -> None:
-        self.zk = ZkClient(zk_hosts, chroot=chroot)
+    def __init__(
+        self, zk_hosts: str, chroot: str, cluster: str, auth: ZkAuth | None = None
+    ) -> None:
+        self.zk = ZkClient(zk_hosts, chroot=chroot, auth=auth)
         self.cluster = cluster
         self._routes: trio.MemoryReceiveChannel[tuple[bytes | None, ZnodeStat | None]] | None = None
         self._refresh_wanted = trio.Event()

@@ -31,6 +31,11 @@ from migrator.mover_state import MoverState, canonical_ranges
 from migrator.progress import Progress
 from tessera.cli import add_common_arguments, fail, run_main, setup_logging
 from tessera.errors import ConfigError, MigrationError
+from tessera.security import (
+    CLUSTER_SECRET_ENV,
+    add_cluster_secret_argument,
+    resolve_secret,
+)
 
 PROG = "migrator"
 
@@ -88,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--chunk-elements", type=int, default=256, help="collection elements per dump command"
     )
+    add_cluster_secret_argument(parser)
     parser.add_argument(
         "--password",
-        default=os.environ.get("TESSERA_REQUIREPASS"),
-        help="AUTH password of the pgservers (or $TESSERA_REQUIREPASS)",
+        help="AUTH password of standalone pgservers (--requirepass); visible in `ps`, "
+        "prefer --cluster-secret-file",
     )
     parser.add_argument("--progress-interval-ms", type=int, default=1000)
     add_common_arguments(parser)
@@ -263,7 +269,9 @@ def main() -> None:
         else:
             fail(PROG, "--range is required (unless --state-file holds a move)")
         config = MoverConfig(
-            password=args.password,
+            password=resolve_secret(
+                "pgserver password", args.password, args.cluster_secret_file, CLUSTER_SECRET_ENV
+            ),
             rate_mb_s=args.rate_mb_s,
             dump_chunk_elements=args.chunk_elements,
             progress_interval_ms=args.progress_interval_ms,

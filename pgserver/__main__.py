@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import trio
 
 from pgserver.config import PgServerConfig
 from pgserver.server import PgServer
-from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
+from tessera.cli import (
+    add_common_arguments,
+    fail,
+    run_main,
+    serve_until_signalled,
+    setup_logging,
+)
+from tessera.security import (
+    add_cluster_secret_argument,
+    add_requirepass_arguments,
+    cluster_secret_from,
+    requirepass_from,
+    warn_if_exposed,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,12 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7000, help="TCP port (default 7000)")
     parser.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/pgserver"))
-    parser.add_argument(
-        "--requirepass",
-        default=os.environ.get("TESSERA_REQUIREPASS"),
-        help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
-    )
-    parser.add_argument("--max-clients", type=int, default=10_000)
+    add_cluster_secret_argument(parser)
+    add_requirepass_arguments(parser)
+    parser.add_argument("--max-clients", "--maxclients", type=int, default=10_000)
     parser.add_argument(
         "--fsync",
         choices=["always", "everysec", "no"],
@@ -87,11 +96,23 @@ def main() -> None:
 
     def body() -> None:
         setup_logging(args.log_level)
+        cluster_secret = cluster_secret_from(args)
+        requirepass = requirepass_from(args)
+        if cluster_secret is not None and requirepass not in (None, cluster_secret):
+            fail(
+                "pgserver",
+                "a pgserver has one password: the cluster secret (pgservers serve only "
+                "internal clients); drop --requirepass",
+            )
+        warn_if_exposed(
+            "pgserver", args.bind, {"a cluster secret": (cluster_secret or requirepass) is None}
+        )
         config = PgServerConfig(
             bind=args.bind,
             port=args.port,
             data_dir=args.data_dir,
-            requirepass=args.requirepass,
+            requirepass=requirepass,
+            cluster_secret=cluster_secret,
             max_clients=args.max_clients,
             fsync=args.fsync,
             checkpoint_every_mb=args.checkpoint_every_mb,

@@ -50,7 +50,7 @@ class Context:
         self.lib_name = b""
         self.lib_ver = b""
         self.resp3 = False
-        self.authenticated = not server.config.requirepass
+        self.authenticated = not server.config.password
         self.close_after_reply = False
         self.created_ms = self.ks.now
         self.rewritten: list[list[bytes]] | None = None
@@ -112,6 +112,10 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
         entry = TABLE.get(argv[0].lower())
         if entry is None:
             return unknown_command_reply(argv)
+    arity = entry.arity  # checked first, as Redis does (even before NOAUTH)
+    n = len(argv)
+    if (arity > 0 and n != arity) or n < -arity:
+        return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
     if (
         not ctx.authenticated
         and argv[0] not in _NO_AUTH_NEEDED
@@ -122,6 +126,8 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
             "quit",
         )
     ):
+        if ctx.server.config.cluster_secret is not None:
+            ctx.close_after_reply = True  # an internal port: no second try on this connection
         return _NOAUTH
     if entry.data:
         ctx.touched_data = True
@@ -129,10 +135,6 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
             refusal = _refusal(ctx, entry, argv)
             if refusal is not None:
                 return refusal
-    arity = entry.arity
-    n = len(argv)
-    if (arity > 0 and n != arity) or n < -arity:
-        return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
     try:
         reply = entry.handler(ctx, argv)
     except CommandError as exc:

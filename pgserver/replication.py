@@ -39,6 +39,7 @@ from pgserver.log import LogTruncated
 from pgserver.log_format import KIND_COMMAND, decode_records
 from tessera.errors import CommandError, ReplicationError
 from tessera.resp import encode_command
+from tessera.security import auth_accepted
 
 if TYPE_CHECKING:
     from pgserver.server import PgServer, _Connection
@@ -392,14 +393,18 @@ class Replication:
                 b"%d" % self.synced_epoch,
                 self.member_id.encode(),
             ]
-            await stream.send_all(encode_command(sync))
-            buf = b""
-            while b"\r\n" not in buf:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    raise ReplicationError("master closed the connection during the handshake")
-                buf += chunk
-            line, _, buf = buf.partition(b"\r\n")
+            secret = server.config.password  # the master's too: a PG shares one secret
+            request = encode_command(sync)
+            if secret is not None:
+                request = encode_command([b"AUTH", secret.encode()]) + request
+            await stream.send_all(request)
+            line, buf = await _handshake_line(stream, b"")
+            if secret is not None:
+                if not auth_accepted(line):
+                    raise ReplicationError(
+                        f"master refused the cluster secret: {line.decode(errors='replace')}"
+                    )
+                line, buf = await _handshake_line(stream, buf)
             if not self._following(generation):
                 return
             if line.startswith(b"-TRUNCATE "):
@@ -519,3 +524,14 @@ class Replication:
             fields.append(("master_link", self.slave_state))
             fields.append(("applied_lsn", self.slave_applied_lsn))
         return fields
+
+
+async def _handshake_line(stream: trio.SocketStream, buf: bytes) -> tuple[bytes, bytes]:
+    """The next reply line of the sync handshake, and what came after it."""
+    while b"\r\n" not in buf:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise ReplicationError("master closed the connection during the handshake")
+        buf += chunk
+    line, _, rest = buf.partition(b"\r\n")
+    return line, rest

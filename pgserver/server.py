@@ -66,6 +66,7 @@ class PgServer:
         self.dirty = 0
         self.recovery: RecoveryReport | None = None
         self._replay_ctx = Context(self, "replay")
+        self._replay_ctx.authenticated = True  # the log was authenticated when written
         # Whether executed writes are appended to the log (off while replaying it).
         self.logging = config.log_enabled
         self._nursery: trio.Nursery | None = None

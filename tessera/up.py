@@ -23,6 +23,8 @@ from typing import Any
 
 from tessera.cli import fail
 from tessera.errors import ConfigError, TesseraError
+from tessera.resp import encode_command
+from tessera.security import new_secret, read_secret_file, write_secret_file
 from tessera.zkserver import ZooKeeperServer
 
 
@@ -49,9 +51,14 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
     raise ConfigError(f"{what} did not start listening on port {port} within {timeout_s:.0f}s")
 
 
-def _api(address: str, method: str, path: str, body: Any = None) -> Any:
+def _api(address: str, secret: str, method: str, path: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://{address}{path}", data=data, method=method)
+    request = urllib.request.Request(
+        f"http://{address}{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
@@ -62,11 +69,11 @@ def _api(address: str, method: str, path: str, body: Any = None) -> Any:
         raise ConfigError(f"confmaster: {payload.get('error', exc.code)}") from None
 
 
-def _wait_leader(address: str, timeout_s: float = 30) -> None:
+def _wait_leader(address: str, secret: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if _api(address, "GET", "/").get("is_leader"):
+            if _api(address, secret, "GET", "/").get("is_leader"):
                 return
         except (OSError, urllib.error.URLError, ConfigError):
             pass
@@ -83,10 +90,13 @@ def _ping(port: int) -> bool:
         return False
 
 
-def _role(port: int) -> str:
+def _role(port: int, secret: str) -> str:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"INFO replication\r\n")
+            s.sendall(
+                encode_command([b"AUTH", secret.encode()])
+                + encode_command([b"INFO", b"replication"])
+            )
             data = b""
             while b"role:" not in data or not data.endswith(b"\r\n"):
                 chunk = s.recv(4096)
@@ -110,6 +120,8 @@ class Cluster:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.zk_server: ZooKeeperServer | None = None
         self.logs = self.data / "logs"
+        self.secret_file = self.data / "cluster.secret"
+        self.secret = ""
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -144,6 +156,10 @@ class Cluster:
             except (ValueError, ProcessLookupError):
                 pass
         pidfile.write_text(str(os.getpid()))
+        if not self.secret_file.exists():
+            write_secret_file(self.secret_file, new_secret())
+        self.secret = read_secret_file(self.secret_file, "cluster secret")
+        secret_args = ["--cluster-secret-file", str(self.secret_file)]
         members = a.replicas + 1 if a.replicas > 0 else 1
         pg_ports = [a.pgserver_port + i for i in range(a.pgs * members)]
         gw_ports = [a.port + 2 * i for i in range(a.gateways)]
@@ -157,12 +173,15 @@ class Cluster:
             self.zk_server.start()
             zk = self.zk_server.address
         api = f"127.0.0.1:{a.confmaster_port}"
-        cm = self._spawn("confmaster", ["confmaster", "--zk", zk, "--port", str(a.confmaster_port)])
+        cm = self._spawn(
+            "confmaster",
+            ["confmaster", "--zk", zk, "--port", str(a.confmaster_port), *secret_args],
+        )
         _wait_port(a.confmaster_port, cm, "confmaster")
-        _wait_leader(api)
-        if _api(api, "GET", f"/clusters/{a.cluster}") is None:
-            _api(api, "POST", "/clusters", {"name": a.cluster, "pgs": a.pgs})
-        status = _api(api, "GET", f"/clusters/{a.cluster}")
+        _wait_leader(api, self.secret)
+        if _api(api, self.secret, "GET", f"/clusters/{a.cluster}") is None:
+            _api(api, self.secret, "POST", "/clusters", {"name": a.cluster, "pgs": a.pgs})
+        status = _api(api, self.secret, "GET", f"/clusters/{a.cluster}")
         known = {s["id"] for s in status["pgservers"]}
         for index, port in enumerate(pg_ports):
             pg = index // members
@@ -174,12 +193,14 @@ class Cluster:
                     str(port),
                     "--data-dir",
                     str(self.data / f"pgserver-{port}"),
+                    *secret_args,
                 ],
             )
             _wait_port(port, proc, f"pgserver on port {port}")
             if f"127.0.0.1:{port}" not in known:
                 _api(
                     api,
+                    self.secret,
                     "POST",
                     f"/clusters/{a.cluster}/pgservers",
                     {"pg": pg, "host": "127.0.0.1", "port": port},
@@ -198,19 +219,21 @@ class Cluster:
                     zk,
                     "--cluster",
                     a.cluster,
+                    *secret_args,
                 ],
             )
             _wait_port(port, proc, f"gateway on port {port}")
             if f"127.0.0.1:{port}" not in known_gw:
                 _api(
                     api,
+                    self.secret,
                     "POST",
                     f"/clusters/{a.cluster}/gateways",
                     {"host": "127.0.0.1", "port": port, "admin_port": port + 1},
                 )
         deadline = time.monotonic() + 30
         for port in pg_ports:  # the confmaster hands out roles with its heartbeats
-            while _role(port) not in ("master", "slave"):
+            while _role(port, self.secret) not in ("master", "slave"):
                 if time.monotonic() > deadline:
                     raise ConfigError(
                         f"the pgserver on port {port} got no role from the confmaster"
@@ -233,8 +256,11 @@ Tessera cluster {a.cluster!r} is up (data in {self.data}, logs in {self.logs})
   pgservers:    {", ".join(f"127.0.0.1:{p}" for p in pg_ports)}
   confmaster:   http://{api}   (TESSERA_CONFMASTER={api})
   ZooKeeper:    {zk}
+  secret:       {self.secret_file} (mode 0600): the cluster secret every internal port
+                (pgservers, gateway admin ports, the confmaster API) requires
 
-  try:          confmaster-cli --confmaster {api} status
+  try:          export TESSERA_CLUSTER_SECRET=$(cat {self.secret_file})
+                confmaster-cli --confmaster {api} status
                 confmaster-cli --confmaster {api} map show
                 redis-benchmark -p {gw_ports[0]} -t set,get -q
 
@@ -258,7 +284,8 @@ Ctrl-C stops everything.
                 time.sleep(2)
                 continue
             try:
-                text = show_status(call(api, "GET", f"/clusters/{self.args.cluster}"))
+                path = f"/clusters/{self.args.cluster}"
+                text = show_status(call(api, "GET", path, secret=self.secret))
             except CliError as exc:
                 text = f"(status unavailable: {exc})"
             if sys.stdout.isatty():

@@ -37,8 +37,10 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.connection import _CONNECTION_DROP
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import KazooRetry
+from kazoo.security import make_acl, make_digest_acl
 
 from tessera.errors import CoordinationError
+from tessera.security import ZkAuth
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ class SessionExpiredError(CoordinationError):
     """The session is gone (expired or the client stopped): ephemerals and watches are gone."""
 
 
+class NotAuthorizedError(CoordinationError):
+    """The node's ACL does not let these credentials (or none) do that."""
+
+
 class ZkTimeoutError(CoordinationError):
     """ZooKeeper did not answer in time; like a connection loss, the request may still apply."""
 
@@ -107,6 +113,8 @@ _TRANSLATIONS: tuple[tuple[type[BaseException], type[CoordinationError], str], .
     (kz.ConnectionLoss, ConnectionLossError, "connection lost"),
     (kz.ConnectionDropped, ConnectionLossError, "connection dropped"),
     (KazooTimeoutError, ZkTimeoutError, "timed out"),
+    (kz.NoAuthError, NotAuthorizedError, "not authorized by the node's ACL (ZooKeeper auth)"),
+    (kz.AuthFailedError, NotAuthorizedError, "ZooKeeper refused the credentials"),
 )
 
 
@@ -247,9 +255,12 @@ class ZkClient:
     kazoo then opens a new session and reports CONNECTED again).
     """
 
-    def __init__(self, hosts: str, chroot: str = "", timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, hosts: str, chroot: str = "", timeout_s: float = 10.0, auth: ZkAuth | None = None
+    ) -> None:
         hosts, slash, hosts_chroot = hosts.partition("/")
         self.hosts = hosts
+        self.auth = auth
         self.chroot = _normalize_chroot(("/" + hosts_chroot if slash else "") + chroot)
         self.timeout_s = timeout_s
         self._client = self._new_kazoo(client_id=None)
@@ -277,6 +288,7 @@ class ZkClient:
             timeout=self.timeout_s,
             client_id=client_id,
             connection_retry=retry,
+            **_acl_options(self.auth),
         )
 
     # -- lifecycle --
@@ -723,6 +735,17 @@ class ZkClient:
     async def _wait_lost(self, lost_before: int) -> None:
         while self._lost_count == lost_before:
             await self._state_changed.wait()
+
+
+def _acl_options(auth: ZkAuth | None) -> dict[str, Any]:
+    """With credentials, every node this client creates is the user's alone (read access
+    for everyone if `world_read`); without, ZooKeeper's open default."""
+    if auth is None:
+        return {}
+    acl = [make_digest_acl(auth.user, auth.password, all=True)]
+    if auth.world_read:
+        acl.append(make_acl("world", "anyone", read=True))
+    return {"auth_data": [("digest", f"{auth.user}:{auth.password}")], "default_acl": acl}
 
 
 def _guarded(fn: Callable[..., object], *args: Any) -> None:

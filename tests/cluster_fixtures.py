@@ -64,28 +64,49 @@ class LocalCluster:
     confmaster_port: int = 0
     gateway_port: int = 0
     log_level: str = "warning"
+    # The cluster secret every process gets (and the test's clients present), and
+    # ZooKeeper digest credentials USER:PASSWORD for the confmaster and the gateway.
+    secret: str | None = None
+    zk_auth: str | None = None
+    log_files: bool = False  # confmaster and gateway log to TMP/<module>.log (log_text)
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def secret_args(self) -> list[str]:
+        if self.secret is None:
+            return []
+        path = self.tmp_path / "cluster.secret"
+        if not path.exists():
+            path.write_text(self.secret + "\n")
+            path.chmod(0o600)
+        return ["--cluster-secret-file", str(path)]
+
+    @property
+    def zk_args(self) -> list[str]:
+        args = ["--zk", self.zk.address, "--zk-chroot", self.chroot]
+        if self.zk_auth is None:
+            return args
+        path = self.tmp_path / "zk.auth"
+        path.write_text(self.zk_auth)
+        path.chmod(0o600)
+        return [*args, "--zk-auth-file", str(path)]
 
     def start(self) -> LocalCluster:
         if not self.zk.running:
             self.zk.start()
         self.confmaster_port = free_port()
         self.confmaster = self._spawn(
-            "confmaster",
-            "--zk",
-            self.zk.address,
-            "--zk-chroot",
-            self.chroot,
-            "--port",
-            str(self.confmaster_port),
+            "confmaster", *self.zk_args, "--port", str(self.confmaster_port), *self.secret_args
         )
         wait_for_port(self.confmaster_port, self.confmaster)
         wait_until(lambda: self.api("GET", "/")["is_leader"], 20, "a confmaster leader")
         self.api("POST", "/clusters", {"name": self.name, "pgs": self.pgs})
         for pg in range(self.pgs):
             for i in range(1 + self.replicas):
-                proc, port = start_pgserver(self.tmp_path / f"pg{pg}-{i}", None, "--managed")
+                proc, port = start_pgserver(
+                    self.tmp_path / f"pg{pg}-{i}", None, "--managed", *self.secret_args
+                )
                 member = Member(port, self.tmp_path / f"pg{pg}-{i}", proc)
                 self.members[member.id] = member
                 self.api(
@@ -102,23 +123,32 @@ class LocalCluster:
             str(self.gateway_port),
             "--admin-port",
             "0",
-            "--zk",
-            self.zk.address,
-            "--zk-chroot",
-            self.chroot,
+            *self.zk_args,
             "--cluster",
             self.name,
+            *self.secret_args,
         )
         wait_for_port(self.gateway_port, self.gateway)
         wait_until(lambda: self.client().set("ready", "1"), 10, "the gateway to serve")
         return self
 
     def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
+        log = None
+        if self.log_files:
+            log = open(self.tmp_path / f"{module}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--log-level", self.log_level], cwd=REPO
+            [sys.executable, "-m", module, *args, "--log-level", self.log_level],
+            cwd=REPO,
+            stderr=log,
         )
+        if log is not None:
+            log.close()
         self.procs.append(proc)
         return proc
+
+    def log_text(self, module: str) -> str:
+        """What a process started with `log_files` has logged so far."""
+        return (self.tmp_path / f"{module}.log").read_text()
 
     def stop(self) -> None:
         for member in self.members.values():
@@ -134,7 +164,8 @@ class LocalCluster:
     def api(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         url = f"http://127.0.0.1:{self.confmaster_port}{path}"
-        request = urllib.request.Request(url, data=data, method=method)
+        headers = {} if self.secret is None else {"Authorization": f"Bearer {self.secret}"}
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())
 
@@ -147,7 +178,8 @@ class LocalCluster:
         return self.members[self.pg(pg)["master"]]
 
     def info(self, member: Member) -> dict[str, Any]:
-        result: dict[str, Any] = redis.Redis(port=member.port, socket_timeout=2).info("all")
+        client = redis.Redis(port=member.port, socket_timeout=2, password=self.secret)
+        result: dict[str, Any] = client.info("all")
         return result
 
     def in_sync(self, pg: int) -> bool:
@@ -178,7 +210,9 @@ class LocalCluster:
 
     def restart(self, member: Member) -> None:
         assert member.proc is None
-        member.proc, _ = start_pgserver(member.data_dir, member.port, "--managed")
+        member.proc, _ = start_pgserver(
+            member.data_dir, member.port, "--managed", *self.secret_args
+        )
 
 
 class WriteLoad(threading.Thread):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
 from pgserver.commands import command
 from pgserver.commands._util import parse_int, unknown_subcommand, wrong_arity
 from tessera.errors import CommandError
 from tessera.resp import OK, PONG, Map
+from tessera.security import secret_matches
 
 if TYPE_CHECKING:
     from pgserver.context import Context
@@ -29,12 +29,17 @@ def echo(ctx: Context, argv: list[bytes]) -> object:
     return argv[1]
 
 
+def _refuse(ctx: Context, reply: str) -> CommandError:
+    """A refused AUTH or HELLO; with a cluster secret the connection closes after it."""
+    if ctx.server.config.cluster_secret is not None:
+        ctx.close_after_reply = True
+    return CommandError(reply)
+
+
 def _check_password(ctx: Context, user: bytes, password: bytes) -> None:
-    expected = ctx.server.config.requirepass
-    if user != b"default" or expected is None:
-        raise CommandError(WRONGPASS)
-    if not hmac.compare_digest(password, expected.encode()):
-        raise CommandError(WRONGPASS)
+    expected = ctx.server.config.password
+    if user != b"default" or not secret_matches(password, expected):
+        raise _refuse(ctx, WRONGPASS)
     ctx.authenticated = True
 
 
@@ -42,7 +47,7 @@ def _check_password(ctx: Context, user: bytes, password: bytes) -> None:
 def auth(ctx: Context, argv: list[bytes]) -> object:
     if len(argv) > 3:
         raise CommandError("ERR syntax error")
-    if ctx.server.config.requirepass is None and len(argv) == 2:
+    if ctx.server.config.password is None and len(argv) == 2:
         raise CommandError(
             "ERR AUTH <password> called without any password configured for the default "
             "user. Are you sure your configuration is correct?"
@@ -80,10 +85,11 @@ def hello(ctx: Context, argv: list[bytes]) -> object:
                 f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'"
             )
     if not ctx.authenticated:
-        raise CommandError(
+        raise _refuse(
+            ctx,
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
             "HELLO AUTH <user> <pass> option can be used to authenticate the client "
-            "and select the RESP protocol version at the same time"
+            "and select the RESP protocol version at the same time",
         )
     if name is not None:
         ctx.name = name

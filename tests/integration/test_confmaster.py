@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -334,6 +335,14 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
             output += line
             assert time.monotonic() < deadline, output
         assert f"redis-cli -p {ports['gw']}" in output
+        # The cluster secret: generated private, given to every process, shown how to use.
+        secret_path = tmp_path / "data" / "cluster.secret"
+        assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+        secret = secret_path.read_text().strip()
+        assert len(secret) >= 32
+        assert f"export TESSERA_CLUSTER_SECRET=$(cat {secret_path})" in output
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=ports["pg"]).ping()
         client = redis.Redis(port=ports["gw"])
         for i in range(100):
             client.set(f"key:{i}", i)
@@ -343,7 +352,7 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
         # --replicas 1: each PG is a master and a slave that holds the same data.
         slaves = []
         for port in range(ports["pg"], ports["pg"] + 4):
-            replication = redis.Redis(port=port).info("replication")
+            replication = redis.Redis(port=port, password=secret).info("replication")
             if replication["role"] == "slave":
                 slaves.append(port)
         assert len(slaves) == 2
@@ -351,7 +360,7 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
         def slaves_have_everything() -> bool:
             total = 0
             for port in slaves:
-                reader = redis.Redis(port=port)
+                reader = redis.Redis(port=port, password=secret)
                 reader.execute_command("READONLY")  # type: ignore[no-untyped-call]
                 total += reader.dbsize()
             return total == 100
