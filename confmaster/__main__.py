@@ -52,7 +52,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         config = ConfmasterConfig(
             zk=args.zk,
             zk_chroot=args.zk_chroot,

@@ -32,8 +32,8 @@ from confmaster.failover import (
     Tick,
     WritePg,
 )
-from confmaster.http import HttpError
 from tessera.errors import CoordinationError
+from tessera.http import HttpError
 from tessera.layout import PgPayload
 from tessera.resp import encode_command
 

@@ -36,9 +36,9 @@ from confmaster.cluster import (
 )
 from confmaster.driver import FailoverDriver
 from confmaster.failover import FailoverConfig, ManualFailover, MemberAdded, MemberRemoved
-from confmaster.http import HttpError, Request, Response, serve_http
 from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_jobs
 from tessera.errors import CoordinationError
+from tessera.http import HttpError, Request, Response, serve_http
 from tessera.layout import (
     CONFMASTER,
     ELECTION,

@@ -25,6 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin-port", type=int, default=6001, help="admin port (default 6001)")
     parser.add_argument("--admin-bind", default="127.0.0.1")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) on this port (default: off; 0: any free port; "
+        "worker N of --workers uses PORT+N)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
+    parser.add_argument(
         "--admin-secret",
         default=os.environ.get("TESSERA_ADMIN_SECRET"),
         help="shared secret the admin port requires (or $TESSERA_ADMIN_SECRET)",
@@ -101,7 +109,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         assignments = []
         for item in args.backend:
             ranges, sep, address = item.partition("=")
@@ -114,6 +122,8 @@ def main() -> None:
             admin_bind=args.admin_bind,
             admin_port=args.admin_port,
             admin_secret=args.admin_secret,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
             requirepass=args.requirepass,
             backends=tuple(assignments),
             hold_timeout_ms=args.hold_timeout_ms,
@@ -135,7 +145,10 @@ def main() -> None:
                 _die_with_parent()
                 break
         if worker:
-            config = config.model_copy(update={"admin_port": config.admin_port + worker})
+            update = {"admin_port": config.admin_port + worker}
+            if config.metrics_port:
+                update["metrics_port"] = config.metrics_port + worker
+            config = config.model_copy(update=update)
         trio.run(_run, config, assignments, args)
 
     run_main("gateway", body)

@@ -13,6 +13,9 @@ class GatewayConfig(BaseModel):
     admin_bind: str = "127.0.0.1"
     admin_port: int = Field(default=6001, ge=0, le=65535)
     admin_secret: str | None = None
+    # GET /metrics (Prometheus text) on this port; None: off, 0: any free port.
+    metrics_bind: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     requirepass: str | None = None
     backends: tuple[tuple[str, str], ...] = ()  # (ranges, HOST:PORT) for the static map
     hold_timeout_ms: int = Field(default=5000, ge=1)

@@ -249,7 +249,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         if args.cutover and args.follow:
             fail(PROG, "--cutover and --follow do not go together")
         state = load_state(args.state_file)

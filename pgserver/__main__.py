@@ -21,6 +21,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/pgserver"))
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) on this port (default: off; 0: any free port)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
+    parser.add_argument(
         "--requirepass",
         default=os.environ.get("TESSERA_REQUIREPASS"),
         help="password clients must AUTH with (or $TESSERA_REQUIREPASS)",
@@ -86,11 +93,13 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         config = PgServerConfig(
             bind=args.bind,
             port=args.port,
             data_dir=args.data_dir,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
             requirepass=args.requirepass,
             max_clients=args.max_clients,
             fsync=args.fsync,
