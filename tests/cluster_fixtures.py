@@ -64,6 +64,8 @@ class LocalCluster:
     confmaster_port: int = 0
     gateway_port: int = 0
     log_level: str = "warning"
+    confmaster_args: tuple[str, ...] = ()  # e.g. ("--log-json",)
+    confmaster_log: Path | None = None  # the confmaster's stderr goes here if set
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -79,6 +81,8 @@ class LocalCluster:
             self.chroot,
             "--port",
             str(self.confmaster_port),
+            *self.confmaster_args,
+            stderr=self.confmaster_log,
         )
         wait_for_port(self.confmaster_port, self.confmaster)
         wait_until(lambda: self.api("GET", "/")["is_leader"], 20, "a confmaster leader")
@@ -113,10 +117,15 @@ class LocalCluster:
         wait_until(lambda: self.client().set("ready", "1"), 10, "the gateway to serve")
         return self
 
-    def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--log-level", self.log_level], cwd=REPO
-        )
+    def _spawn(
+        self, module: str, *args: str, stderr: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", module, *args, "--log-level", self.log_level]
+        if stderr is None:
+            proc = subprocess.Popen(argv, cwd=REPO)
+        else:
+            with open(stderr, "ab") as sink:
+                proc = subprocess.Popen(argv, cwd=REPO, stderr=sink)
         self.procs.append(proc)
         return proc
 
