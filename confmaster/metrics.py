@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from migrator.metrics import collect_movers
 from tessera.layout import MigrationPhase
 from tessera.metrics import CounterMetricFamily, GaugeMetricFamily, Histogram, Metric
 
@@ -155,7 +156,6 @@ def _migration(confmaster: Confmaster) -> Iterator[Metric]:
         "lag_records": "Log records delivered to the mover and not applied yet.",
         "cutover_attempts": "Cutover attempts so far.",
         "last_block_seconds": "Block time of the job's last cutover attempt.",
-        "commands_applied": "Commands the mover applied from the source's log tail.",
     }
     values: dict[str, list[tuple[list[str], float]]] = {name: [] for name in gauges}
     for (cluster, job_id), runner in sorted(jobs.runners.items()):
@@ -172,12 +172,15 @@ def _migration(confmaster: Confmaster) -> Iterator[Metric]:
         values["cutover_attempts"].append((key, job.attempts))
         if job.block_ms:
             values["last_block_seconds"].append((key, job.block_ms[-1] / 1000))
-        mover = runner.mover
-        if mover is not None:
-            values["commands_applied"].append((key, mover.progress.commands_applied))
     yield phases
     for name, text in gauges.items():
         family = GaugeMetricFamily(M + name, text, labels=labels)
         for key, value in values[name]:
             family.add_metric(key, value)
         yield family
+    movers = [
+        ([cluster, job_id], runner.mover)
+        for (cluster, job_id), runner in sorted(jobs.runners.items())
+        if runner.mover is not None
+    ]
+    yield from collect_movers(movers, labels)

@@ -26,11 +26,13 @@ import trio
 
 from migrator.config import MoverConfig
 from migrator.connection import Address
+from migrator.metrics import collect_movers
 from migrator.mover import MB, RangeMover, SaveCallback
 from migrator.mover_state import MoverState, canonical_ranges
 from migrator.progress import Progress
 from tessera.cli import add_common_arguments, fail, run_main, setup_logging
 from tessera.errors import ConfigError, MigrationError
+from tessera.metrics import new_registry, serve_metrics
 
 PROG = "migrator"
 
@@ -94,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="AUTH password of the pgservers (or $TESSERA_REQUIREPASS)",
     )
     parser.add_argument("--progress-interval-ms", type=int, default=1000)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) while moving (default: off; 0: any free port)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
     add_common_arguments(parser)
     parser.set_defaults(log_level="warning")
     return parser
@@ -211,6 +220,19 @@ async def until_signalled() -> None:
 
 
 async def main_async(mover: RangeMover, args: argparse.Namespace) -> None:
+    """The move, with /metrics served beside it when asked for."""
+    if args.metrics_port is None:
+        await move(mover, args)
+        return
+    registry = new_registry(lambda: collect_movers([([], mover)], []))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_metrics, registry, args.metrics_bind, args.metrics_port)
+        say(f"metrics on http://{args.metrics_bind}:{port}/metrics")
+        await move(mover, args)
+        nursery.cancel_scope.cancel()
+
+
+async def move(mover: RangeMover, args: argparse.Namespace) -> None:
     state = mover.state
     if args.cancel:
         await mover.cancel()

@@ -246,15 +246,22 @@ def test_confmaster_reports_migration_and_failover_and_logs_json_steps(
 
     def running() -> Samples | None:
         now = scrape(port)
+        labels = {"cluster": "default", "job": job_id}
         active = sum(
-            value(now, "tessera_migration_phase", cluster="default", job=job_id, phase=phase)
+            value(now, "tessera_migration_phase", **labels, phase=phase)
             for phase in ("copy", "catchup")
         )
-        return now if active == 1 else None
+        moving = sum(  # the mover inside the confmaster leader
+            value(now, "tessera_migrator_phase", **labels, phase=phase)
+            for phase in ("loading", "catching_up")
+        )
+        return now if active == 1 and moving == 1 else None
 
     during = wait_until(running, 30, "the job to copy")
     assert value(during, "tessera_migration_keys_total", cluster="default", job=job_id) == 200
     assert value(during, "tessera_migration_bytes_total", cluster="default", job=job_id) > 0
+    to_load = value(during, "tessera_migrator_bytes_to_load", cluster="default", job=job_id)
+    assert to_load > 200 * 500
 
     def ended() -> bool:
         record = cluster.api("GET", f"/clusters/default/migrations/{job_id}")
