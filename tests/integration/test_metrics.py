@@ -362,3 +362,53 @@ def test_services_log_json_lines(tmp_path: Path) -> None:
     assert f"127.0.0.1:{metrics_port}/metrics" in listening[0]["msg"]
     with socket.socket() as probe:  # the metrics port is closed again
         assert probe.connect_ex(("127.0.0.1", metrics_port)) != 0
+
+
+def test_the_standalone_migrator_serves_its_progress(tmp_path: Path) -> None:
+    source, s_port = start_pgserver(tmp_path / "source")
+    target, t_port = start_pgserver(tmp_path / "target")
+    metrics_port = free_port()
+    mover: subprocess.Popen[bytes] | None = None
+    try:
+        keys = keys_in_range(0, 2047, 300)
+        client = redis.Redis(port=s_port)
+        for key in keys:
+            client.set(key, "v" * 100)
+        client.close()
+        mover = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "migrator",
+                f"--source=127.0.0.1:{s_port}",
+                f"--target=127.0.0.1:{t_port}",
+                "--range=0-2047",
+                "--follow",
+                f"--metrics-port={metrics_port}",
+            ],
+            cwd=REPO,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def following() -> Samples | None:
+            now = scrape(metrics_port)
+            return now if value(now, "tessera_migrator_phase", phase="catching_up") else None
+
+        now = wait_until(following, 30, "the migrator to load and follow")
+        assert value(now, "tessera_migrator_keys_loaded") == 300
+        assert value(now, "tessera_migrator_bytes_loaded") == value(
+            now, "tessera_migrator_bytes_to_load"
+        )
+        redis.Redis(port=s_port).set(keys[0], "new")  # one write to apply from the tail
+        wait_until(
+            lambda: value(scrape(metrics_port), "tessera_migrator_commands_applied") >= 1,
+            10,
+            "the tail to apply the write",
+        )
+        mover.send_signal(signal.SIGINT)
+        assert mover.wait(30) == 0
+    finally:
+        if mover is not None:
+            stop(mover)
+        stop(source)
+        stop(target)
