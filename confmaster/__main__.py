@@ -61,7 +61,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         cluster_secret = cluster_secret_from(args)
         warn_if_exposed("the confmaster API", args.bind, {"a cluster secret": not cluster_secret})
         config = ConfmasterConfig(

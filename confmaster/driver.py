@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -32,8 +33,8 @@ from confmaster.failover import (
     Tick,
     WritePg,
 )
-from confmaster.http import HttpError
 from tessera.errors import CoordinationError
+from tessera.http import HttpError
 from tessera.layout import PgPayload
 from tessera.resp import encode_command
 from tessera.security import auth_accepted
@@ -46,6 +47,15 @@ log = logging.getLogger("tessera.confmaster.failover")
 PgKey = tuple[str, int]  # (cluster, PG id)
 
 
+@dataclass(frozen=True)
+class _Promotion:
+    """A failover written to ZooKeeper, until its new master has applied its role."""
+
+    started_ms: int  # the old master's last good heartbeat, or the decision (manual)
+    epoch: int
+    master: str
+
+
 class FailoverDriver:
     """Owns the machines of one leadership term; dropped when the leadership is lost."""
 
@@ -56,6 +66,7 @@ class FailoverDriver:
         self.addresses: dict[str, tuple[str, int]] = {}  # pgserver id -> (host, port)
         self.nursery: trio.Nursery | None = None
         self._ids = itertools.count(1)
+        self._promotions: dict[PgKey, _Promotion] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the command tasks; the caller cancels this when the leadership ends."""
@@ -128,8 +139,11 @@ class FailoverDriver:
             for action in machine.handle(queue.pop(0)):
                 if isinstance(action, Log):
                     said.append(action.message)
-                    log.info("%s PG %d: %s", key[0], key[1], action.message)
+                    log.info(
+                        "%s PG %d: %s", key[0], key[1], action.message, extra=_fields(key, machine)
+                    )
                 elif isinstance(action, WritePg):
+                    self._note_write(key, machine, action.pg)
                     ok = await self._write_pg(key[0], action.pg)
                     queue.append(EpochWritten(self.next_id(), action.pg.epoch, ok))
                 elif self.nursery is None:
@@ -138,7 +152,53 @@ class FailoverDriver:
                     self.nursery.start_soon(self._send_role, key, action)
                 elif isinstance(action, SetQuorum):
                     self.nursery.start_soon(self._set_quorum, key, action)
+        self._note_promotion(key, machine)
         return said
+
+    def _note_write(self, key: PgKey, machine: PgFailover, record: PgPayload) -> None:
+        """A record write naming a new master starts a failover (timed until it serves)."""
+        old = machine.pg
+        if old is None or old.master is None or record.master in (None, old.master):
+            return
+        view = machine.views.get(old.master)
+        now = self.now_ms()
+        started = min(view.last_ok_ms, now) if view is not None and view.heard else now
+        assert record.master is not None
+        self._promotions[key] = _Promotion(started, record.epoch, record.master)
+        log.info(
+            "%s PG %d: failover %s -> %s: writing epoch %d",
+            key[0],
+            key[1],
+            old.master,
+            record.master,
+            record.epoch,
+            extra={**_fields(key, machine), "epoch": record.epoch, "master": record.master},
+        )
+
+    def _note_promotion(self, key: PgKey, machine: PgFailover) -> None:
+        promotion = self._promotions.get(key)
+        pg = machine.pg
+        if promotion is None or pg is None:
+            return
+        if pg.epoch > promotion.epoch or (
+            pg.epoch == promotion.epoch and pg.master != promotion.master
+        ):
+            del self._promotions[key]  # superseded by a newer decision
+            return
+        if pg.epoch == promotion.epoch and machine.applied.get(promotion.master) == pg.epoch:
+            del self._promotions[key]
+            seconds = max(self.now_ms() - promotion.started_ms, 0) / 1000
+            self.confmaster.metrics.failover_done(key, seconds)
+            log.info(
+                "%s PG %d: failover done: %s is master at epoch %d, %.3f s after the old "
+                "master was last heard",
+                key[0],
+                key[1],
+                pg.master,
+                pg.epoch,
+                seconds,
+                extra={**_fields(key, machine), "duration_s": round(seconds, 3)},
+            )
 
     async def _locked(self, key: PgKey, event: Event) -> None:
         async with self.confmaster.lock:
@@ -164,6 +224,15 @@ class FailoverDriver:
             master = self.addresses.get(cmd.master) if cmd.master is not None else None
             argv.append(f"{master[0]}:{master[1]}".encode() if master is not None else b"-")
         argv += [b"ID", cmd.pgs_id.encode(), *self._seq(cmd.seq)]
+        log.info(
+            "%s PG %d: ROLE %s epoch %d to %s",
+            key[0],
+            key[1],
+            cmd.role,
+            cmd.epoch,
+            cmd.pgs_id,
+            extra={"cluster": key[0], "pg": key[1], "epoch": cmd.epoch, "pgserver": cmd.pgs_id},
+        )
         ok, lsn = await self._command(cmd.pgs_id, argv)
         event = RoleApplied(self.next_id(), cmd.pgs_id, cmd.epoch, ok, lsn, cmd.seq)
         await self._locked(key, event)
@@ -171,6 +240,15 @@ class FailoverDriver:
     async def _set_quorum(self, key: PgKey, cmd: SetQuorum) -> None:
         voters = ",".join(cmd.voters).encode() or b"-"
         argv = [b"TSR.SETQUORUM", b"%d" % cmd.epoch, voters, *self._seq(cmd.seq)]
+        log.info(
+            "%s PG %d: SETQUORUM epoch %d voters %s to %s",
+            key[0],
+            key[1],
+            cmd.epoch,
+            ",".join(cmd.voters) or "-",
+            cmd.pgs_id,
+            extra={"cluster": key[0], "pg": key[1], "epoch": cmd.epoch, "pgserver": cmd.pgs_id},
+        )
         ok, lsn = await self._command(cmd.pgs_id, argv)
         event = QuorumApplied(self.next_id(), cmd.pgs_id, cmd.epoch, cmd.voters, ok, lsn, cmd.seq)
         await self._locked(key, event)
@@ -191,6 +269,17 @@ class FailoverDriver:
             return True, int(reply[1:])
         log.warning("pgserver %s: %s -> %s", pgs_id, b" ".join(argv[:3]).decode(), reply)
         return False, 0
+
+
+def _fields(key: PgKey, machine: PgFailover) -> dict[str, Any]:
+    """Structured log fields of a PG's failover steps."""
+    pg = machine.pg
+    return {
+        "cluster": key[0],
+        "pg": key[1],
+        "epoch": pg.epoch if pg is not None else None,
+        "master": pg.master if pg is not None else None,
+    }
 
 
 async def send_command(

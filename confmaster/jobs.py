@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from confmaster.cluster import ClusterError, ClusterState, commit_migration, plan_migration
 from confmaster.driver import exchange_line
-from confmaster.http import HttpError
 from confmaster.migration import (
     FINISHED,
     Action,
@@ -65,6 +64,7 @@ from migrator.mover import RangeMover, as_map, overlaps, partitions_of
 from migrator.mover_state import MoverState, canonical_ranges
 from migrator.progress import Progress as MoverProgress
 from tessera.errors import CoordinationError, TesseraError
+from tessera.http import HttpError
 from tessera.layout import (
     MigrationJobPayload,
     PgServerPayload,
@@ -130,6 +130,7 @@ class _Runner:
     persisted: MigrationJobPayload | None = None
     persisted_at: float = 0.0
     cutover: _Cutover | None = None
+    blocks_seen: int = 0  # entries of job.block_ms already counted in the metrics
 
     @property
     def job(self) -> MigrationJobPayload:
@@ -138,6 +139,19 @@ class _Runner:
     @property
     def ranges(self) -> str:
         return canonical_ranges([tuple(r) for r in self.job.ranges])  # type: ignore[misc]
+
+    def fields(self, **more: Any) -> dict[str, Any]:
+        """Structured log fields of this job's steps."""
+        job = self.job
+        return {
+            "cluster": self.cluster,
+            "job": job.id,
+            "phase": job.phase,
+            "attempt": job.attempts,
+            "source_pg": job.source_pg,
+            "target_pg": job.target_pg,
+            **more,
+        }
 
     def post(self, event: Event) -> None:
         # A job whose task ended has nobody listening any more.
@@ -191,6 +205,7 @@ class JobsDriver:
         send, receive = trio.open_memory_channel[Event](math.inf)
         config = MigrationConfig(cutover_lag_bytes=self.config.cutover_lag_bytes)
         runner = _Runner(cluster, MigrationJob(job, config), send, receive, persisted=job)
+        runner.blocks_seen = len(job.block_ms)  # attempts of an earlier leadership
         self.runners[(cluster, job.id)] = runner
         runner.post(first)
         self.nursery.start_soon(self._run_job, runner)
@@ -225,14 +240,15 @@ class JobsDriver:
         )
         await self.confmaster.write([(migration_path(cluster, job.id), job) for job in jobs])
         for job in jobs:
+            runner = self._spawn(cluster, job, Begin(now_ms()))
             log.info(
                 "job %s: move %s from PG %d to PG %d",
                 job.id,
                 _ranges_text(job),
                 job.source_pg,
                 job.target_pg,
+                extra=runner.fields(ranges=_ranges_text(job)),
             )
-            self._spawn(cluster, job, Begin(now_ms()))
         return jobs
 
     async def cancel(self, cluster: str, job_id: str) -> MigrationJobPayload:
@@ -251,6 +267,7 @@ class JobsDriver:
             raise ClusterError(f"job {job_id} already ended ({job.phase})")
         if runner is None:
             raise ClusterError(f"job {job_id} is being resumed; try again in a moment")
+        log.info("job %s: cancel requested in phase %s", job_id, job.phase, extra=runner.fields())
         runner.post(CancelRequested(now_ms()))
         return job
 
@@ -270,7 +287,9 @@ class JobsDriver:
             if runner.job.phase in FINISHED:
                 await self._trim(runner.cluster)
         except _Stop as exc:
-            log.warning("job %s: stopped acting for it: %s", runner.job.id, exc)
+            log.warning(
+                "job %s: stopped acting for it: %s", runner.job.id, exc, extra=runner.fields()
+            )
         finally:
             runner.send.close()
             if self.runners.get(key) is runner:
@@ -282,7 +301,15 @@ class JobsDriver:
             runner.post(Tick(now_ms()))
 
     async def _feed(self, runner: _Runner, event: Event) -> None:
-        for action in runner.machine.handle(event):
+        before = runner.job.phase
+        actions = runner.machine.handle(event)
+        after = runner.job.phase
+        if after != before:
+            log.info("job %s: phase %s -> %s", runner.job.id, before, after, extra=runner.fields())
+            if after in FINISHED:
+                self.confmaster.metrics.job_ended(after)
+        self._count_blocks(runner, isinstance(event, Unblocked))
+        for action in actions:
             await self._act(runner, action)
         if (
             runner.job != runner.persisted
@@ -291,13 +318,38 @@ class JobsDriver:
         ):
             await self._persist(runner, runner.job)  # progress, at most twice a second
 
+    def _count_blocks(self, runner: _Runner, unblocked: bool) -> None:
+        """Cutover attempts whose block time is final go into the block-time histogram: a
+        rolled-back attempt at once, a committed one at the redirect (Unblocked)."""
+        job = runner.job
+        final = len(job.block_ms)
+        if job.phase == "committed" and not unblocked:
+            final -= 1  # the committed attempt's block lasts until the redirect
+        for index in range(runner.blocks_seen, final):
+            committed = job.phase in ("committed", "done") and index == len(job.block_ms) - 1
+            seconds = job.block_ms[index] / 1000
+            outcome = "committed" if committed else "rolled_back"
+            self.confmaster.metrics.cutover_block(outcome, seconds)
+            log.info(
+                "job %s: cutover attempt %d blocked its partitions for %d ms (%s)",
+                job.id,
+                index + 1,
+                job.block_ms[index],
+                outcome.replace("_", " "),
+                extra=runner.fields(block_ms=job.block_ms[index], outcome=outcome),
+            )
+        runner.blocks_seen = max(runner.blocks_seen, final)
+
     async def _act(self, runner: _Runner, action: Action) -> None:
         nursery = runner.nursery
         assert nursery is not None
+        step = _STEP_LOG.get(type(action))
+        if step is not None:
+            log.info("job %s: %s", runner.job.id, step, extra=runner.fields())
         if isinstance(action, Persist):
             await self._persist(runner, action.job)
         elif isinstance(action, Log):
-            log.info("%s", action.message)
+            log.info("%s", action.message, extra=runner.fields())
         elif isinstance(action, PrepareTarget):
             nursery.start_soon(self._prepare, runner)
         elif isinstance(action, StartMover):
@@ -460,15 +512,28 @@ class JobsDriver:
         argv.append(b"%d" % plan.route_version)
         replies = await self._admin_all(runner.cluster, argv, plan.gateways)
         skipped = sorted(gw for gw, reply in replies.items() if reply != "+OK")
+        fields = runner.fields(attempt=job.attempts + 1, route_version=plan.route_version)
+        log.info(
+            "job %s: cutover attempt %d: %d gateways blocked (lease %d ms)",
+            job.id,
+            job.attempts + 1,
+            len(replies) - len(skipped),
+            lease,
+            extra=fields,
+        )
         if skipped:
             log.warning(
-                "job %s: BLOCK not confirmed by %s (the fence covers them)", job.id, skipped
+                "job %s: BLOCK not confirmed by %s (the fence covers them)",
+                job.id,
+                skipped,
+                extra=fields,
             )
         try:
             l1 = await self._fence(runner, plan.source)
         except (TesseraError, OSError, ValueError) as exc:
             runner.post(CutoverFailed(f"fencing the source failed: {exc}", now_ms()))
             return
+        log.info("job %s: source fenced at L1 %d", job.id, l1, extra={**fields, "l1": l1})
         runner.post(Fenced(l1, now_ms()))
 
     async def _plan_cutover(self, runner: _Runner) -> _Cutover:
@@ -545,6 +610,13 @@ class JobsDriver:
                 routes = [c for _p, c in changes if isinstance(c, RoutePayload)]
                 version = routes[0].version if routes else runner.cutover.route_version
                 runner.cutover = replace(runner.cutover, route_version=version)
+            log.info(
+                "job %s: map version %d committed (the ranges belong to PG %d)",
+                job.id,
+                state.map.version + 1,
+                job.target_pg,
+                extra=runner.fields(map_version=state.map.version + 1),
+            )
         except ClusterError as exc:
             return MapCommitted(False, now_ms(), str(exc))
         except Exception as exc:
@@ -582,6 +654,13 @@ class JobsDriver:
             gateways, version = await self._gateways(cluster), route.version
         argv = [b"REDIRECT", _job_name(job).encode(), ranges.encode(), str(target).encode()]
         await self._admin_all(cluster, [*argv, b"%d" % version], gateways)
+        log.info(
+            "job %s: gateways redirected to %s (route version %d)",
+            job.id,
+            target,
+            version,
+            extra=runner.fields(route_version=version),
+        )
         runner.post(Unblocked(now_ms()))
         if not target_done:
             await self._retry(runner, job.target_pg, "target", commit_target)
@@ -590,7 +669,9 @@ class JobsDriver:
             await conn.call("TSR.FENCE", "ADD", ranges)  # already there: kept for good
             await _delete_ranges(conn, ranges, self.config.retry_ms)
 
+        log.info("job %s: deleting the ranges on the source", job.id, extra=runner.fields())
         await self._retry(runner, job.source_pg, "source", clean_source)
+        log.info("job %s: source cleaned up", job.id, extra=runner.fields())
         runner.post(Finished(now_ms()))
 
     async def _clean_target(self, runner: _Runner) -> None:
@@ -612,6 +693,7 @@ class JobsDriver:
             await conn.call("TSR.IMPORTING", "DEL", ranges)
 
         await self._retry(runner, job.target_pg, "target", clean)
+        log.info("job %s: target cleaned up", job.id, extra=runner.fields())
         runner.post(Finished(now_ms()))
 
     async def _attempt(
@@ -632,7 +714,14 @@ class JobsDriver:
                     await work(conn)
             return True
         except (TesseraError, OSError, ValueError, trio.TooSlowError) as exc:
-            log.warning("job %s: %s PG %d: %s", runner.job.id, role, pg, exc or "timeout")
+            log.warning(
+                "job %s: %s PG %d: %s",
+                runner.job.id,
+                role,
+                pg,
+                exc or "timeout",
+                extra=runner.fields(),
+            )
             return False
 
     async def _retry(
@@ -676,6 +765,20 @@ async def read_jobs(confmaster: Confmaster, cluster: str) -> list[MigrationJobPa
             continue
     jobs.sort(key=lambda job: (int(job.id) if job.id.isdigit() else 0, job.id))
     return jobs
+
+
+# The steps logged as the driver starts them (outcomes are logged where they happen).
+_STEP_LOG: dict[type, str] = {
+    PrepareTarget: "preparing: target marked importing, counting the source",
+    StartMover: "starting the mover (dump and load, then log catch-up)",
+    StopMover: "stopping the mover",
+    BlockAndFence: "cutover: blocking the gateways and fencing the source",
+    WaitForL1: "cutover: waiting for the target to apply up to L1",
+    Unfence: "unblocking the gateways and lifting the source's fence",
+    CommitMap: "commit point: writing the new map",
+    RollForward: "rolling forward: target commit, redirect, source cleanup",
+    CleanTarget: "cleaning the target",
+}
 
 
 def job_view(job: MigrationJobPayload) -> dict[str, Any]:

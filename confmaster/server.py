@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -36,9 +37,11 @@ from confmaster.cluster import (
 )
 from confmaster.driver import FailoverDriver
 from confmaster.failover import FailoverConfig, ManualFailover, MemberAdded, MemberRemoved
-from confmaster.http import HttpError, Request, Response, serve_http
 from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_jobs
+from confmaster.metrics import ConfmasterMetrics
+from confmaster.metrics import collect as confmaster_metrics
 from tessera.errors import CoordinationError
+from tessera.http import HttpError, Request, Response, serve_http
 from tessera.layout import (
     CONFMASTER,
     ELECTION,
@@ -61,6 +64,7 @@ from tessera.layout import (
     pgservers_path,
     route_path,
 )
+from tessera.metrics import metrics_response, new_registry
 from tessera.resp import encode_command
 from tessera.security import ZkAuth, auth_accepted
 from tessera.zk import CheckOp, CreateOp, DeleteOp, Leadership, NoNodeError, SetOp, ZkClient
@@ -108,6 +112,8 @@ class Confmaster:
         self._last_written: dict[str, float] = {}
         self.driver: FailoverDriver | None = None
         self.jobs: JobsDriver | None = None
+        self.metrics = ConfmasterMetrics()
+        self.registry = new_registry(partial(confmaster_metrics, self))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,7 +177,13 @@ class Confmaster:
                 await leadership.resign()
                 continue
             self.leader_api = self.api_address
-            log.info("confmaster %s is the leader (epoch %d)", self.instance_id, self.epoch)
+            self.metrics.leaderships += 1
+            log.info(
+                "confmaster %s is the leader (epoch %d)",
+                self.instance_id,
+                self.epoch,
+                extra={"leader_epoch": self.epoch},
+            )
             try:
                 async with trio.open_nursery() as nursery:
                     interval = self.config.heartbeat_interval_ms
@@ -196,7 +208,10 @@ class Confmaster:
                 self.driver = None
                 self.jobs = None
                 log.warning(
-                    "confmaster %s lost the leadership (epoch %d)", self.instance_id, self.epoch
+                    "confmaster %s lost the leadership (epoch %d)",
+                    self.instance_id,
+                    self.epoch,
+                    extra={"leader_epoch": self.epoch},
                 )
 
     async def _follow_leader(self) -> None:
@@ -352,6 +367,8 @@ class Confmaster:
         method = request.method
         if parts == [] and method == "GET":
             return Response(200, await self._overview())
+        if parts == ["metrics"]:
+            return metrics_response(self.registry, request)
         if parts == ["clusters"] and method == "GET":
             return Response(200, {"clusters": await self.clusters()})
         if len(parts) >= 2 and parts[0] == "clusters" and method == "GET":

@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin-bind", default="127.0.0.1")
     add_cluster_secret_argument(parser)
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) on this port (default: off; 0: any free port; "
+        "worker N of --workers uses PORT+N)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
+    parser.add_argument(
         "--backend",
         action="append",
         default=[],
@@ -121,7 +129,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         assignments = []
         for item in args.backend:
             ranges, sep, address = item.partition("=")
@@ -144,6 +152,8 @@ def main() -> None:
             admin_bind=args.admin_bind,
             admin_port=args.admin_port,
             cluster_secret=cluster_secret,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
             requirepass=requirepass,
             backends=tuple(assignments),
             hold_timeout_ms=args.hold_timeout_ms,
@@ -167,7 +177,10 @@ def main() -> None:
                 _die_with_parent()
                 break
         if worker:
-            config = config.model_copy(update={"admin_port": config.admin_port + worker})
+            update = {"admin_port": config.admin_port + worker}
+            if config.metrics_port:
+                update["metrics_port"] = config.metrics_port + worker
+            config = config.model_copy(update=update)
         trio.run(_run, config, assignments, args)
 
     run_main("gateway", body)

@@ -15,6 +15,9 @@ class GatewayConfig(BaseModel):
     # The admin port requires it (AUTH <secret>) and backend connections present it.
     cluster_secret: str | None = Field(default=None, repr=False)
     requirepass: str | None = Field(default=None, repr=False)  # application clients' password
+    # GET /metrics (Prometheus text) on this port; None: off, 0: any free port.
+    metrics_bind: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     backends: tuple[tuple[str, str], ...] = ()  # (ranges, HOST:PORT) for the static map
     hold_timeout_ms: int = Field(default=5000, ge=1)
     max_held_requests: int = Field(default=100_000, ge=1)

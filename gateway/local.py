@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gateway.commands import KINDS, Kind
 from tessera import __version__
+from tessera.metrics import by_command
 from tessera.resp import Map, RawReply, encode, encode_error
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ class LocalCommands:
     def cmd_info(self, client: Client, argv: list[bytes]) -> bytes:
         server = self.server
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        errors = by_command(server.errors)
         uptime = int(time.time() - server.started_at)
         sections: dict[str, list[tuple[str, object]]] = {
             "Server": [
@@ -260,8 +262,8 @@ class LocalCommands:
                 ],
             ],
             "Commandstats": [
-                (f"cmdstat_{name}", f"calls={count}")
-                for name, count in sorted(server.command_counts.items())
+                (f"cmdstat_{name}", f"calls={count},failed_calls={errors.get(name, 0)}")
+                for name, count in sorted(by_command(server.calls).items())
             ],
             "Cluster": [
                 ("map_version", server.map.version),

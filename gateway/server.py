@@ -40,10 +40,12 @@ from gateway.blocking import (
 from gateway.commands import KINDS, Kind, unsupported_error
 from gateway.config import GatewayConfig
 from gateway.local import LocalCommands
+from gateway.metrics import collect as gateway_metrics
 from gateway.routing import Backend, PartitionMap
 from tessera.command_table import COMMANDS
 from tessera.errors import ConfigError
 from tessera.keys import command_keys
+from tessera.metrics import Histogram, new_registry, serve_metrics
 from tessera.partition import keyslot
 from tessera.partition import pn as partition_of
 from tessera.resp import (
@@ -191,6 +193,7 @@ class Client:
         "paused",
         "pending",
         "queue",
+        "read_at",
         "resp3",
         "sock",
         "waiting_bytes",
@@ -215,6 +218,7 @@ class Client:
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
+        self.read_at = 0.0  # round of the oldest read not yet fully answered (0: none)
 
 
 class BackendConn:
@@ -301,6 +305,8 @@ class GatewayServer:
         self._resume_below = max(1, config.max_inflight_per_client // 2)
         self.port = 0
         self.admin_port = 0
+        self.metrics_port = 0
+        self.registry = new_registry(partial(gateway_metrics, self))
         self.started_at = time.time()
         self.clients: dict[int, Client] = {}
         self.inflight = [0] * 8192  # forwarded, unanswered requests per partition
@@ -320,7 +326,12 @@ class GatewayServer:
             "map_refreshes": 0,  # explicit re-reads of the map source
             "map_refresh_updates": 0,  # ... that found a newer map
         }
-        self.command_counts: dict[str, int] = {}
+        # Per command name as sent (a KINDS key, so bounded): one increment per command;
+        # gateway.metrics merges the spellings at scrape time.
+        self.calls: dict[bytes, int] = {}
+        self.errors: dict[bytes, int] = {}  # replies that were errors, per command
+        self.latency = Histogram()  # per read batch: read -> last reply of it sent
+        self._round_at = 0.0  # when the current reactor round started
         self._next_client_id = 1
         self._poller: select.epoll | None = None
         self._by_fd: dict[int, Client | BackendConn] = {}
@@ -346,14 +357,24 @@ class GatewayServer:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.admin_port = await nursery.start(admin.serve)
+                if self.config.metrics_port is not None:
+                    self.metrics_port = await nursery.start(
+                        serve_metrics,
+                        self.registry,
+                        self.config.metrics_bind,
+                        self.config.metrics_port,
+                    )
                 nursery.start_soon(self._housekeeping)
                 task_status.started(self.port)
                 log.info(
-                    "gateway listening on %s:%d (admin %s:%d), %s",
+                    "gateway listening on %s:%d (admin %s:%d%s), %s",
                     self.config.bind,
                     self.port,
                     self.config.admin_bind,
                     self.admin_port,
+                    f", metrics http://{self.config.metrics_bind}:{self.metrics_port}/metrics"
+                    if self.metrics_port
+                    else "",
                     self.map.describe(),
                 )
                 await self._reactor(listener)
@@ -377,6 +398,7 @@ class GatewayServer:
                     events = poller.poll(0)
                     if not events:
                         break
+                    self._round_at = time.monotonic()
                     for fd, mask in events:
                         if fd == listener_fd:
                             self._accept_all(listener)
@@ -445,6 +467,8 @@ class GatewayServer:
         if not data:
             self._close_client(client)
             return
+        if not client.read_at:
+            client.read_at = self._round_at
         broken: RequestProtocolError | None = None
         try:
             commands = client.parser.feed(data)
@@ -515,9 +539,13 @@ class GatewayServer:
             conn.last_reply = time.monotonic()  # the timeout counts from the oldest request
         queue = client.queue
         inflight = self.inflight
+        calls = self.calls
         i = 0
         for pn in pns:
-            slot = Slot(client, None, commands[i], (pn,))
+            argv = commands[i]
+            slot = Slot(client, None, argv, (pn,))
+            name = argv[0]
+            calls[name] = calls.get(name, 0) + 1
             i += 1  # noqa: SIM113 (enumerate() costs ~100 ns more per read here)
             queue.append(slot)
             waiting.append(slot)
@@ -537,6 +565,8 @@ class GatewayServer:
     def complete(self, slot: Slot, data: bytes) -> None:
         """A slot's reply arrived: release every finished reply at the queue's head."""
         slot.data = data
+        if data[0] == 45 and slot.argv is not None:  # b"-": errors are rare
+            self._count_error(slot.argv[0])
         client = slot.client
         queue = client.queue
         if queue and queue[0] is slot:
@@ -545,6 +575,16 @@ class GatewayServer:
                 out.append(queue.popleft().data)  # type: ignore[arg-type]
             self._dirty_clients.add(client)
 
+    def _count_error(self, name: bytes) -> None:
+        name = name.lower()  # any spelling may get here: keep the label set bounded
+        if name not in KINDS:
+            name = b"unknown"
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def _reply_error(self, client: Client, name: bytes, data: bytes) -> None:
+        self._count_error(name)
+        self._reply(client, data)
+
     def _dispatch(self, client: Client, argv: list[bytes]) -> None:
         name = argv[0]
         kind = KINDS.get(name)
@@ -552,38 +592,46 @@ class GatewayServer:
             name = name.lower()
             kind = KINDS.get(name)
             if kind is None:
+                self.calls[b"unknown"] = self.calls.get(b"unknown", 0) + 1
                 text = unsupported_error(name)
-                self._reply(client, encode_error(text) if text else unknown_command_reply(argv))
+                reply = encode_error(text) if text else unknown_command_reply(argv)
+                self._reply_error(client, name, reply)
                 return
+        calls = self.calls
+        calls[name] = calls.get(name, 0) + 1
         if kind is _SINGLE and client.authenticated:
             if len(argv) < 2:  # the backend checks the full arity; the key must be there
-                self._reply(client, _arity_error(name))
+                self._reply_error(client, name, _arity_error(name))
                 return
-            slot = Slot(client)
+            slot = Slot(client, None, argv)
             client.queue.append(slot)
             self._route_single(slot, argv)
             return
         lowered = name.decode().lower()
         arity = COMMANDS[lowered][0] if lowered in COMMANDS else -1
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
-            self._reply(client, _arity_error(name))  # before NOAUTH, as Redis does
+            self._reply_error(client, name, _arity_error(name))  # before NOAUTH, as Redis does
             return
         if not client.authenticated and lowered not in ("auth", "hello", "quit"):
-            self._reply(client, _NOAUTH)
+            self._reply_error(client, name, _NOAUTH)
             return
         if kind is _SINGLE:
-            slot = Slot(client)
+            slot = Slot(client, None, argv)
             client.queue.append(slot)
             self._route_single(slot, argv)
             return
-        self.command_counts[lowered] = self.command_counts.get(lowered, 0) + 1
         if kind is Kind.LOCAL:
-            self._reply(client, self.local.execute(client, lowered, argv))
+            reply = self.local.execute(client, lowered, argv)
+            if reply[:1] == b"-":
+                self._count_error(name)
+            self._reply(client, reply)
             return
         if kind is Kind.UNSUPPORTED:
-            self._reply(client, encode_error(unsupported_error(name) or "ERR unsupported"))
+            self._reply_error(
+                client, name, encode_error(unsupported_error(name) or "ERR unsupported")
+            )
             return
-        slot = Slot(client)
+        slot = Slot(client, None, argv)  # argv: the command an error reply is counted for
         client.queue.append(slot)
         if kind is Kind.SAME_SLOT:
             keys = command_keys(argv)
@@ -916,10 +964,11 @@ class GatewayServer:
                     self._poller.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         if self._dirty_clients:
             clients, self._dirty_clients = self._dirty_clients, set()
+            now = time.monotonic()
             for client in clients:
-                self._send_client(client)
+                self._send_client(client, now)
 
-    def _send_client(self, client: Client) -> None:
+    def _send_client(self, client: Client, now: float) -> None:
         if client.fd not in self._by_fd:
             return
         if client.paused and len(client.queue) < self._resume_below:
@@ -948,8 +997,13 @@ class GatewayServer:
         if sent < len(data):
             client.pending = memoryview(data)[sent:]
             self._watch(client)
-        elif client.closing and not client.queue:
-            self._close_client(client)
+            return
+        if not client.queue:
+            if client.read_at:  # every request read so far is answered: one batch done
+                self.latency.observe(now - client.read_at)
+                client.read_at = 0.0
+            if client.closing:
+                self._close_client(client)
 
     def _check_output_limit(self, client: Client) -> None:
         """More replies queued behind output the client's socket has not taken: disconnect
@@ -1040,6 +1094,9 @@ class GatewayServer:
     def drain_event(self, job: str) -> trio.Event | None:
         wait = self._drain_waits.get(job)
         return None if wait is None else wait[1]
+
+    def backend_connections(self) -> int:
+        return len(self._conns)
 
     def inflight_in(self, ranges: tuple[tuple[int, int], ...]) -> int:
         return sum(sum(self.inflight[a : b + 1]) for a, b in ranges)

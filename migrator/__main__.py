@@ -26,11 +26,13 @@ import trio
 
 from migrator.config import MoverConfig
 from migrator.connection import Address
+from migrator.metrics import collect_movers
 from migrator.mover import MB, RangeMover, SaveCallback
 from migrator.mover_state import MoverState, canonical_ranges
 from migrator.progress import Progress
 from tessera.cli import add_common_arguments, fail, run_main, setup_logging
 from tessera.errors import ConfigError, MigrationError
+from tessera.metrics import new_registry, serve_metrics
 from tessera.security import (
     CLUSTER_SECRET_ENV,
     add_cluster_secret_argument,
@@ -100,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prefer --cluster-secret-file",
     )
     parser.add_argument("--progress-interval-ms", type=int, default=1000)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) while moving (default: off; 0: any free port)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
     add_common_arguments(parser)
     parser.set_defaults(log_level="warning")
     return parser
@@ -217,6 +226,19 @@ async def until_signalled() -> None:
 
 
 async def main_async(mover: RangeMover, args: argparse.Namespace) -> None:
+    """The move, with /metrics served beside it when asked for."""
+    if args.metrics_port is None:
+        await move(mover, args)
+        return
+    registry = new_registry(lambda: collect_movers([([], mover)], []))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_metrics, registry, args.metrics_bind, args.metrics_port)
+        say(f"metrics on http://{args.metrics_bind}:{port}/metrics")
+        await move(mover, args)
+        nursery.cancel_scope.cancel()
+
+
+async def move(mover: RangeMover, args: argparse.Namespace) -> None:
     state = mover.state
     if args.cancel:
         await mover.cancel()
@@ -255,7 +277,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         if args.cutover and args.follow:
             fail(PROG, "--cutover and --follow do not go together")
         state = load_state(args.state_file)

@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_requirepass_arguments(parser)
     parser.add_argument("--max-clients", "--maxclients", type=int, default=10_000)
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve GET /metrics (Prometheus) on this port (default: off; 0: any free port)",
+    )
+    parser.add_argument("--metrics-bind", default="127.0.0.1")
+    parser.add_argument(
         "--fsync",
         choices=["always", "everysec", "no"],
         default="everysec",
@@ -95,7 +102,7 @@ def main() -> None:
     args = build_parser().parse_args()
 
     def body() -> None:
-        setup_logging(args.log_level)
+        setup_logging(args.log_level, args.log_json)
         cluster_secret = cluster_secret_from(args)
         requirepass = requirepass_from(args)
         if cluster_secret is not None and requirepass not in (None, cluster_secret):
@@ -113,6 +120,8 @@ def main() -> None:
             data_dir=args.data_dir,
             requirepass=requirepass,
             cluster_secret=cluster_secret,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
             max_clients=args.max_clients,
             fsync=args.fsync,
             checkpoint_every_mb=args.checkpoint_every_mb,

@@ -13,6 +13,9 @@ class PgServerConfig(BaseModel):
 
     bind: str = "127.0.0.1"
     port: int = Field(default=7000, ge=0, le=65535)
+    # GET /metrics (Prometheus text) on this port; None: off, 0: any free port.
+    metrics_bind: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     data_dir: Path = Path("data/pgserver")
     requirepass: str | None = Field(default=None, repr=False)
     # pgservers serve only internal clients (gateways, slaves, the confmaster, the

@@ -26,10 +26,12 @@ class Context:
     __slots__ = (
         "addr",
         "authenticated",
+        "calls",
         "client_id",
         "close_after_reply",
         "conn",
         "created_ms",
+        "errors",
         "ks",
         "lib_name",
         "lib_ver",
@@ -57,6 +59,9 @@ class Context:
         self.conn: Any = None  # the server's connection object (set by the driver)
         self.readonly_reads = False  # READONLY: this client accepts stale reads on a slave
         self.touched_data = False  # ran a keyspace command since its last reply went out
+        # Per-command counters (the server's; the replay context has its own pair).
+        self.calls: dict[str, int] = server.command_calls
+        self.errors: dict[str, int] = server.command_errors
 
     def rewrite(self, *commands: list[bytes]) -> None:
         """Log these commands instead of the one being executed (deterministic replay).
@@ -105,16 +110,28 @@ def _refusal(ctx: Context, entry: Entry, argv: list[bytes]) -> bytes | None:
     return None
 
 
+def _count_error(ctx: Context, name: str, call: bool = False) -> None:
+    """An error reply for `name` (errors are rare: off the hot path)."""
+    if call:
+        ctx.calls[name] = ctx.calls.get(name, 0) + 1
+    ctx.errors[name] = ctx.errors.get(name, 0) + 1
+
+
 def execute(ctx: Context, argv: list[bytes]) -> bytes:
     """Run one command and return its encoded reply."""
     entry = TABLE.get(argv[0])
     if entry is None:
         entry = TABLE.get(argv[0].lower())
         if entry is None:
+            _count_error(ctx, "unknown", True)
             return unknown_command_reply(argv)
+    calls = ctx.calls
+    name = entry.name
+    calls[name] = calls.get(name, 0) + 1
     arity = entry.arity  # checked first, as Redis does (even before NOAUTH)
     n = len(argv)
     if (arity > 0 and n != arity) or n < -arity:
+        _count_error(ctx, name)
         return encode_error(f"ERR wrong number of arguments for '{entry.name}' command")
     if (
         not ctx.authenticated
@@ -128,21 +145,25 @@ def execute(ctx: Context, argv: list[bytes]) -> bytes:
     ):
         if ctx.server.config.cluster_secret is not None:
             ctx.close_after_reply = True  # an internal port: no second try on this connection
+        _count_error(ctx, name)
         return _NOAUTH
     if entry.data:
         ctx.touched_data = True
         if ctx.server.restricted:
             refusal = _refusal(ctx, entry, argv)
             if refusal is not None:
+                _count_error(ctx, name)
                 return refusal
     try:
         reply = entry.handler(ctx, argv)
     except CommandError as exc:
         ctx.rewritten = None
+        _count_error(ctx, name)
         return encode_error(exc.reply)
     except Exception:
         # A bug in one handler must not take the server (and every other client) down.
         ctx.rewritten = None
+        _count_error(ctx, name)
         log.exception("internal error executing %r", argv[:3])
         return encode_error(f"ERR internal error executing '{entry.name}' (see server log)")
     if entry.write:

@@ -18,7 +18,9 @@ import os
 import select
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -30,9 +32,11 @@ from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
 from pgserver.durability import Durability, RecoveryReport
 from pgserver.keyspace import Keyspace
+from pgserver.metrics import collect as pgserver_metrics
 from pgserver.migration import Migration
 from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
+from tessera.metrics import Histogram, new_registry, serve_metrics
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
 
 log = logging.getLogger("tessera.pgserver")
@@ -59,14 +63,27 @@ class PgServer:
         )
         self.clients: dict[int, Context] = {}
         self.port = 0
+        self.metrics_port = 0
         self.started_at = time.time()
         self.commands_processed = 0
         self.connections_received = 0
         self.rejected_connections = 0
         self.dirty = 0
+        # Plain counters the client loop touches (one dict increment per command); read by
+        # pgserver.metrics at scrape time only.
+        self.command_calls: dict[str, int] = {}
+        self.command_errors: dict[str, int] = {}
+        self.applied_calls: dict[str, int] = {}  # replayed or replicated from the log
+        self.applied_errors: dict[str, int] = {}
+        self.latency = Histogram()  # per read batch: read -> reply sent (commit included)
+        self.commit_latency = Histogram()  # per group commit: logged -> durable and acked
+        self._commit_waits: deque[tuple[int, float]] = deque()  # (lsn, when it was held)
+        self.registry = new_registry(partial(pgserver_metrics, self))
         self.recovery: RecoveryReport | None = None
         self._replay_ctx = Context(self, "replay")
         self._replay_ctx.authenticated = True  # the log was authenticated when written
+        self._replay_ctx.calls = self.applied_calls
+        self._replay_ctx.errors = self.applied_errors
         # Whether executed writes are appended to the log (off while replaying it).
         self.logging = config.log_enabled
         self._nursery: trio.Nursery | None = None
@@ -140,10 +157,14 @@ class PgServer:
         """Close clients whose replies wait for a commit that will not come (demotion):
         their writes were never acknowledged."""
         held, self._held = self._held, []
+        self._commit_waits.clear()
         if held:
             log.warning("%s: closing %d clients with uncommitted replies", why, len(held))
         for _lsn, conn in held:
             self.close_connection(conn)
+
+    def held_replies(self) -> int:
+        return len(self._held)
 
     def close_connection(self, conn: _Connection) -> None:
         if self._poller is not None and conn.fd in self._conns:
@@ -246,10 +267,24 @@ class PgServer:
                     nursery.start_soon(self._sync_loop)
                     nursery.start_soon(self._checkpoint_loop)
                 nursery.start_soon(self._replication_loop)
+                if self.config.metrics_port is not None:
+                    self.metrics_port = await nursery.start(
+                        serve_metrics,
+                        self.registry,
+                        self.config.metrics_bind,
+                        self.config.metrics_port,
+                    )
                 if self.replication.role == "slave":
                     self.replication._start_following()
                 task_status.started(self.port)
-                log.info("pgserver listening on %s:%d", self.config.bind, self.port)
+                log.info(
+                    "pgserver listening on %s:%d%s",
+                    self.config.bind,
+                    self.port,
+                    f" (metrics http://{self.config.metrics_bind}:{self.metrics_port}/metrics)"
+                    if self.metrics_port
+                    else "",
+                )
                 await self._reactor(listener)
         finally:
             listener.close()
@@ -317,6 +352,7 @@ class PgServer:
         poller = self._poller
         conns = self._conns
         self.keyspace.tick()
+        now = time.monotonic()
         for fd, _mask in events:
             if fd == listener_fd:
                 self._accept_all(listener, poller, conns)
@@ -329,6 +365,7 @@ class PgServer:
             else:
                 keep = self._on_readable(conn)
                 if conn.out:
+                    conn.read_at = now
                     replies.append(conn)
             if not keep:
                 self._close(conn, poller, conns)
@@ -348,9 +385,13 @@ class PgServer:
             if waiting:
                 self._hold(waiting, end_lsn)
                 replies = [c for c in replies if not c.ctx.touched_data]
+        now = time.monotonic()
+        observe = self.latency.observe
         for conn in replies:
-            if conn.fd in self._conns and not self._send(conn, poller):
-                self._close(conn, poller, self._conns)
+            if conn.fd in self._conns:
+                observe(now - conn.read_at)
+                if not self._send(conn, poller):
+                    self._close(conn, poller, self._conns)
         if self._failing_why:
             why, self._failing_why = self._failing_why, ""
             self.fail_held(why)
@@ -361,17 +402,23 @@ class PgServer:
         for conn in replies:
             self._poller.modify(conn.fd, 0)
             self._held.append((lsn, conn))
+        self._commit_waits.append((lsn, time.monotonic()))
         self._sync_wanted.set()
 
     def _release(self, durable_lsn: int) -> None:
         poller = self._poller
         if poller is None:
             return
+        now = time.monotonic()
+        waits = self._commit_waits
+        while waits and waits[0][0] <= durable_lsn:
+            self.commit_latency.observe(now - waits.popleft()[1])
         still: list[tuple[int, _Connection]] = []
         for lsn, conn in self._held:
             if lsn > durable_lsn:
                 still.append((lsn, conn))
             elif conn.fd in self._conns:
+                self.latency.observe(now - conn.read_at)
                 if self._send(conn, poller):
                     if not conn.pending:
                         poller.modify(conn.fd, select.EPOLLIN)
@@ -545,7 +592,7 @@ class PgServer:
 class _Connection:
     """One client's socket, parser and unsent output."""
 
-    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "replica", "sock")
+    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "read_at", "replica", "sock")
 
     def __init__(self, sock: socket.socket, ctx: Context, parser: RequestParser) -> None:
         self.sock = sock
@@ -556,4 +603,5 @@ class _Connection:
         self.pending = memoryview(b"")  # replies a full socket did not take
         self.closing = False
         self.replica: Replica | None = None  # set when this connection is a slave's stream
+        self.read_at = 0.0  # monotonic time of the round that read the pending requests
         ctx.conn = self

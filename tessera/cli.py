@@ -3,24 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 from pydantic import ValidationError
 
 from tessera.errors import TesseraError
 
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+
+def structured_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed with `extra=` (job, cluster, epoch, ...)."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _RECORD_FIELDS and not key.startswith("_")
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """`time logger LEVEL message key=value ...`: the structured fields stay visible."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = structured_fields(record)
+        if not fields:
+            return line
+        pairs = " ".join(f"{key}={value}" for key, value in fields.items())
+        head, newline, rest = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} [{pairs}]{newline}{rest}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts (UTC, ISO 8601), level, logger, msg, then the fields
+    passed with `extra=`, and `exc` with the traceback if there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry: dict[str, Any] = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in structured_fields(record).items():
+            entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(level: str = "info", json_lines: bool = False) -> None:
+    """Log to stderr: human-readable lines, or one JSON object per line (`--log-json`)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
 def fail(prog: str, message: str) -> NoReturn:
@@ -69,4 +121,9 @@ async def serve_until_signalled(
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log one JSON object per line (ts, level, logger, msg and structured fields)",
     )

@@ -123,9 +123,16 @@ class Cluster:
         self.secret_file = self.data / "cluster.secret"
         self.secret = ""
 
+    def metrics_port(self, port: int) -> int | None:
+        """Where the service on `port` serves /metrics (port + offset), None if off."""
+        offset: int = self.args.metrics_offset
+        return port + offset if offset else None
+
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        if self.args.log_json:
+            argv = [*argv, "--log-json"]
         proc = subprocess.Popen(
             [sys.executable, "-m", *argv],
             stdout=log,
@@ -164,6 +171,7 @@ class Cluster:
         pg_ports = [a.pgserver_port + i for i in range(a.pgs * members)]
         gw_ports = [a.port + 2 * i for i in range(a.gateways)]
         ports = [*pg_ports, *gw_ports, *[p + 1 for p in gw_ports], a.confmaster_port]
+        ports += [m for m in map(self.metrics_port, [*pg_ports, *gw_ports]) if m is not None]
         zk = a.zk
         if zk is None:
             ports.append(a.zk_port)
@@ -194,6 +202,7 @@ class Cluster:
                     "--data-dir",
                     str(self.data / f"pgserver-{port}"),
                     *secret_args,
+                    *self._metrics_args(port),
                 ],
             )
             _wait_port(port, proc, f"pgserver on port {port}")
@@ -220,6 +229,7 @@ class Cluster:
                     "--cluster",
                     a.cluster,
                     *secret_args,
+                    *self._metrics_args(port),
                 ],
             )
             _wait_port(port, proc, f"gateway on port {port}")
@@ -245,6 +255,15 @@ class Cluster:
             time.sleep(0.1)
         self.print_banner(zk, api, pg_ports, gw_ports)
 
+    def _metrics_args(self, port: int) -> list[str]:
+        metrics = self.metrics_port(port)
+        return [] if metrics is None else ["--metrics-port", str(metrics)]
+
+    def _metrics_urls(self, api: str, ports: list[int]) -> str:
+        urls = [f"http://{api}/metrics"]
+        urls += [f"http://127.0.0.1:{m}/metrics" for m in map(self.metrics_port, ports) if m]
+        return "\n                ".join(urls)
+
     def print_banner(self, zk: str, api: str, pg_ports: list[int], gw_ports: list[int]) -> None:
         a = self.args
         print(
@@ -258,6 +277,7 @@ Tessera cluster {a.cluster!r} is up (data in {self.data}, logs in {self.logs})
   ZooKeeper:    {zk}
   secret:       {self.secret_file} (mode 0600): the cluster secret every internal port
                 (pgservers, gateway admin ports, the confmaster API) requires
+  metrics:      {self._metrics_urls(api, [*gw_ports, *pg_ports])}
 
   try:          export TESSERA_CLUSTER_SECRET=$(cat {self.secret_file})
                 confmaster-cli --confmaster {api} status
@@ -328,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--confmaster-port", type=int, default=1122)
     up.add_argument("--zk", help="use this ZooKeeper (HOST:PORT) instead of starting one")
     up.add_argument("--zk-port", type=int, default=2181)
+    up.add_argument(
+        "--metrics-offset",
+        type=int,
+        default=100,
+        help="each gateway and pgserver serves /metrics on its port + this "
+        "(default 100: 6100, 7100, ...; 0: off); the confmaster's is on its API port",
+    )
+    up.add_argument("--log-json", action="store_true", help="services log one JSON object per line")
     up.add_argument("--no-status", action="store_true", help="do not redraw the status screen")
     return parser
 

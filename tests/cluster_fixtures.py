@@ -69,6 +69,8 @@ class LocalCluster:
     secret: str | None = None
     zk_auth: str | None = None
     log_files: bool = False  # confmaster and gateway log to TMP/<module>.log (log_text)
+    confmaster_args: tuple[str, ...] = ()  # e.g. ("--log-json",)
+    confmaster_log: Path | None = None  # the confmaster's stderr goes here if set
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -97,7 +99,13 @@ class LocalCluster:
             self.zk.start()
         self.confmaster_port = free_port()
         self.confmaster = self._spawn(
-            "confmaster", *self.zk_args, "--port", str(self.confmaster_port), *self.secret_args
+            "confmaster",
+            *self.zk_args,
+            "--port",
+            str(self.confmaster_port),
+            *self.secret_args,
+            *self.confmaster_args,
+            stderr=self.confmaster_log,
         )
         wait_for_port(self.confmaster_port, self.confmaster)
         wait_until(lambda: self.api("GET", "/")["is_leader"], 20, "a confmaster leader")
@@ -132,17 +140,17 @@ class LocalCluster:
         wait_until(lambda: self.client().set("ready", "1"), 10, "the gateway to serve")
         return self
 
-    def _spawn(self, module: str, *args: str) -> subprocess.Popen[bytes]:
-        log = None
-        if self.log_files:
-            log = open(self.tmp_path / f"{module}.log", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--log-level", self.log_level],
-            cwd=REPO,
-            stderr=log,
-        )
-        if log is not None:
-            log.close()
+    def _spawn(
+        self, module: str, *args: str, stderr: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", module, *args, "--log-level", self.log_level]
+        if stderr is None and self.log_files:
+            stderr = self.tmp_path / f"{module}.log"
+        if stderr is None:
+            proc = subprocess.Popen(argv, cwd=REPO)
+        else:
+            with open(stderr, "ab") as sink:
+                proc = subprocess.Popen(argv, cwd=REPO, stderr=sink)
         self.procs.append(proc)
         return proc
 

@@ -296,9 +296,26 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
         used = {p["gw"], p["gw"] + 1, p["cm"], p["zk"], *range(p["pg"], p["pg"] + 4)}
         return len(used) < 8
 
+    def bindable(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
     ports = pick()
     while clash(ports):
         ports = pick()
+    services = [ports["gw"], *range(ports["pg"], ports["pg"] + 4)]
+    # /metrics of each gateway and pgserver is on its port + the offset: find free ones.
+    offset = next(
+        o
+        for o in range(1000, 30000, 37)
+        if max(services) + o < 65536
+        and all(bindable(p + o) for p in services)
+        and not {p + o for p in services} & {*services, ports["cm"], ports["zk"], ports["gw"] + 1}
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -318,6 +335,8 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
             "--no-status",
             "--replicas",
             "1",
+            "--metrics-offset",
+            str(offset),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -343,9 +362,14 @@ def test_tessera_up_smoke(tmp_path: Path) -> None:
         assert f"export TESSERA_CLUSTER_SECRET=$(cat {secret_path})" in output
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=ports["pg"]).ping()
+        gateway_metrics = f"http://127.0.0.1:{ports['gw'] + offset}/metrics"
+        assert gateway_metrics in output
+        assert f"http://127.0.0.1:{ports['cm']}/metrics" in output
         client = redis.Redis(port=ports["gw"])
         for i in range(100):
             client.set(f"key:{i}", i)
+        with urllib.request.urlopen(gateway_metrics, timeout=10) as reply:
+            assert 'tessera_gateway_commands_total{command="set"} 100.0' in reply.read().decode()
         values = client.mget([f"key:{i}" for i in range(100)])
         assert values == [str(i).encode() for i in range(100)]
         assert client.dbsize() == 100

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from confmaster.http import bearer_matches
 from tessera.errors import ConfigError
+from tessera.http import bearer_matches
 from tessera.security import (
     CLUSTER_SECRET_ENV,
     REQUIREPASS_ENV,

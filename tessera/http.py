@@ -1,7 +1,9 @@
-"""A deliberately small HTTP/1.1 JSON server on trio for the operator API.
+"""A deliberately small HTTP/1.1 server on trio: the confmaster's operator API and every
+service's /metrics.
 
-One request per connection (Connection: close): the API is low-volume and curl-friendly,
-and this keeps the parser tiny. Bodies are JSON; replies are JSON.
+One request per connection (Connection: close): the API and scrapes are low-volume and
+curl-friendly, and this keeps the parser tiny. Request bodies are JSON; replies are JSON,
+or raw bytes of a given content type (Prometheus text).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
+from tessera.errors import ConfigError
 from tessera.security import secret_matches
 
-log = logging.getLogger("tessera.confmaster.http")
+log = logging.getLogger("tessera.http")
 
 MAX_REQUEST_BYTES = 1 << 20
 _REASONS = {
@@ -45,8 +48,11 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """`body` is sent as JSON, unless it is bytes: then as is, with `content_type`."""
+
     status: int
     body: Any
+    content_type: str = "application/json"
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -68,7 +74,10 @@ async def serve_http(
 ) -> None:
     """Serve `handler`; with a `secret`, requests without `Authorization: Bearer <secret>`
     get 401 and never reach it."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     bound = listeners[0].socket.getsockname()[1]
 
     async def connection(stream: trio.SocketStream) -> None:
@@ -154,10 +163,13 @@ async def _read_request(stream: trio.SocketStream) -> Request:
 
 
 async def _write_response(stream: trio.SocketStream, response: Response) -> None:
-    body = json.dumps(response.body, indent=1, sort_keys=True).encode() + b"\n"
+    if isinstance(response.body, bytes):
+        body = response.body
+    else:
+        body = json.dumps(response.body, indent=1, sort_keys=True).encode() + b"\n"
     head = (
         f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: {response.content_type}\r\nContent-Length: {len(body)}\r\n"
         + ('WWW-Authenticate: Bearer realm="tessera"\r\n' if response.status == 401 else "")
         + "Connection: close\r\n\r\n"
     ).encode()
