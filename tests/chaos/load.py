@@ -145,14 +145,15 @@ class Writer(threading.Thread):
         payload = f"{self.rng.getrandbits(64):016x}"
         value = history.next_write(payload)
         command = "SET" if self.kind == "string" else "RPUSH"
-        self.counts.ops += 1
         try:
             reply = client.call(command, history.key, value)
         except Unknown:
+            self.counts.ops += 1
             self.counts.unknowns += 1
             self._retire(slot)
             self._drop_connection()
             return
+        self.counts.ops += 1
         if isinstance(reply, hiredis.ReplyError):
             self.counts.errors += 1
             self.error_kinds[" ".join(str(reply).split()[:2])] += 1

@@ -146,13 +146,17 @@ def run_chaos(cluster: ChaosCluster, config: ChaosConfig) -> ChaosResult:
     result.totals = load.counts()
     result.error_kinds = load.error_kinds()
     result.problems.extend(load.problems())
+    healed = not result.problems
     try:
-        cluster.wait_healthy(config.heal_timeout_s)
-        histories = load.histories()
-        result.keys = len(histories)
-        result.problems.extend(verify(cluster, histories))
+        cluster.wait_healthy(config.heal_timeout_s if healed else 10)
     except AssertionError as exc:
         result.problems.append(f"final: {exc}")
+    histories = load.histories()
+    result.keys = len(histories)
+    try:  # even on an unhealthy cluster: what can be read is still checked
+        result.problems.extend(verify(cluster, histories))
+    except (AssertionError, OSError, Unknown) as exc:
+        result.problems.append(f"final: verification incomplete: {type(exc).__name__}: {exc}")
     result.seconds = time.monotonic() - started
     return result
 
@@ -186,8 +190,8 @@ class Round:
             time.sleep(self.rng.uniform(0.0, 0.8))
         detail = self.inject(fault)
         if job is not None:
-            detail += f" during migration {job}"
-            self.wait_job(job, ("done", "cancelled"))
+            detail += f" during migration {job[1]}"
+            self.wait_job(job[0], ("done", "cancelled"))
         heal = self.cluster.wait_healthy(self.config.heal_timeout_s)
         time.sleep(0.3)  # writes flow again before the round is counted as over
         return RoundLog(
@@ -218,16 +222,16 @@ class Round:
                 self.notes.append(f"failover refused: {out.stderr.strip()[-200:]}")
             return f"PG {pg} {out.stdout.strip()}"
         if fault == "migrate":
-            job = self.start_migration()
-            self.wait_job(job, ("done",))
-            return f"job {job}"
+            job_id, what = self.start_migration()
+            self.wait_job(job_id, ("done",))
+            return f"job {what}"
         if fault == "migrate-cancel":
-            job = self.start_migration()
+            job_id, what = self.start_migration()
             time.sleep(rng.uniform(0.0, 1.5))
-            out = self.cli("migrate", "cancel", job)
-            phase = self.wait_job(job, ("done", "cancelled"))
-            said = out.stdout.strip() or out.stderr.strip()
-            return f"job {job} {phase} ({said[-80:]})"
+            out = self.cli("migrate", "cancel", job_id)
+            phase = self.wait_job(job_id, ("done", "cancelled"))
+            said = (out.stdout.strip() or out.stderr.strip()).splitlines()
+            return f"job {what} {phase} ({said[-1][-60:] if said else ''})"
         victim = self.victim(fault)
         if fault.startswith("kill-"):
             victim.signal(signal.SIGKILL)
@@ -260,8 +264,8 @@ class Round:
 
     # ------------------------------------------------------------------ migrations
 
-    def start_migration(self) -> str:
-        """Move one random block of partitions to the other PG."""
+    def start_migration(self) -> tuple[str, str]:
+        """Move one random block of partitions to the other PG: (job id, description)."""
         first = self.rng.randrange(PARTITIONS // BLOCK) * BLOCK
         owner = next(pg for a, b, pg in self.cluster.owner_map() if a <= first <= b)
         target = (owner + 1) % self.cluster.pgs
@@ -270,10 +274,9 @@ class Round:
         jobs: list[str] = self.cluster.api(
             "POST", f"/clusters/{self.cluster.name}/migrations", body
         )["jobs"]
-        return f"{jobs[0]} ({first}-{first + BLOCK - 1} to PG {target})"
+        return jobs[0], f"{jobs[0]} ({first}-{first + BLOCK - 1} to PG {target})"
 
-    def wait_job(self, job: str, good: tuple[str, ...]) -> str:
-        job_id = job.split()[0]
+    def wait_job(self, job_id: str, good: tuple[str, ...]) -> str:
         deadline = time.monotonic() + self.config.heal_timeout_s
         record: dict[str, Any] = {}
         while time.monotonic() < deadline:
