@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import random
 import shutil
 import sys
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep logs and data")
     args = parser.parse_args(argv)
+    logging.getLogger("kazoo").setLevel(logging.ERROR)  # its reconnect chatter during faults
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     faults = tuple(f for f in args.faults.split(",") if f)
     unknown = [f for f in faults if f not in FAULTS]

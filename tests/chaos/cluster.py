@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
 
+from tessera.layout import live_gateways_path
 from tests.chaos.load import RawClient, Unknown
 from tests.cluster_fixtures import LocalCluster, Member, wait_until
 from tests.procs import REPO, free_port, wait_for_port
@@ -35,6 +38,7 @@ class Proc:
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
     paused: bool = False
+    admin_port: int = 0  # gateways: a fresh one at every start, as with --admin-port 0
 
     @property
     def name(self) -> str:
@@ -42,9 +46,13 @@ class Proc:
 
     def start(self) -> None:
         assert self.popen is None or self.popen.poll() is not None, f"{self.name} runs"
+        extra = []
+        if self.role == "gateway":
+            self.admin_port = free_port()
+            extra = ["--admin-port", str(self.admin_port)]
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", self.role, *self.argv],
+                [sys.executable, "-m", self.role, *self.argv, *extra],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -91,6 +99,7 @@ class ChaosCluster(LocalCluster):
     confmaster_count: int = 2
     gateway_count: int = 2
     procs_by_name: dict[str, Proc] = field(default_factory=dict)
+    _kazoo: KazooClient | None = None
 
     def start(self) -> ChaosCluster:
         if not self.zk.running:
@@ -129,8 +138,6 @@ class ChaosCluster(LocalCluster):
                 [
                     "--port",
                     str(port),
-                    "--admin-port",
-                    "0",
                     "--zk",
                     self.zk.address,
                     "--zk-chroot",
@@ -154,6 +161,9 @@ class ChaosCluster(LocalCluster):
         return self.tmp_path / f"{role}-{port}.log"
 
     def stop(self) -> None:
+        if self._kazoo is not None:
+            self._kazoo.stop()
+            self._kazoo.close()
         for proc in self.procs_by_name.values():
             proc.stop()
 
@@ -231,9 +241,15 @@ class ChaosCluster(LocalCluster):
             for pg in range(self.pgs):
                 if not self.in_sync(pg):
                     reasons.append(f"PG {pg} not in sync: {self.pg(pg)}")
-            if len(status["live_gateways"]) != self.gateway_count:
-                reasons.append(f"live gateways in ZooKeeper: {status['live_gateways']}")
-        except (OSError, AssertionError, ValueError, KeyError, redis.RedisError) as exc:
+            reasons += self._registrations(status["live_gateways"])
+        except (
+            OSError,
+            AssertionError,
+            ValueError,
+            KeyError,
+            redis.RedisError,
+            KazooException,
+        ) as exc:
             reasons.append(f"{type(exc).__name__}: {exc}")
         for port in self.gateway_ports:
             try:
@@ -241,6 +257,27 @@ class ChaosCluster(LocalCluster):
                     reasons.append(f"gateway {port} does not serve writes")
             except OSError as exc:
                 reasons.append(f"gateway {port}: {exc}")
+        return reasons
+
+    def _registrations(self, live: list[str]) -> list[str]:
+        """Every gateway registered live in ZooKeeper, with the admin port it listens on
+        (the one migrations BLOCK and REDIRECT through)."""
+        if self._kazoo is None:
+            self._kazoo = KazooClient(hosts=f"{self.zk.address}{self.chroot}", timeout=5)
+            self._kazoo.start(timeout=10)
+        reasons = []
+        for proc in self.of_role("gateway"):
+            ident = f"127.0.0.1:{proc.port}"
+            if ident not in live:
+                reasons.append(f"gateway {ident} not registered live: {live}")
+                continue
+            data, _stat = self._kazoo.get(f"{live_gateways_path(self.name)}/{ident}")
+            registered = json.loads(data).get("admin_port")
+            if registered != proc.admin_port:
+                reasons.append(
+                    f"gateway {ident} registered with admin port {registered}, "
+                    f"listens on {proc.admin_port}"
+                )
         return reasons
 
     def wait_healthy(self, timeout_s: float) -> float:

@@ -39,6 +39,12 @@ class RawClient:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def pipeline(self, commands: list[list[bytes]]) -> list[Any]:
         """Send all commands in one write and read their replies in order."""
         try:

@@ -227,7 +227,7 @@ class Round:
             return f"job {what}"
         if fault == "migrate-cancel":
             job_id, what = self.start_migration()
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 0.5))  # the copy of a block takes about a second
             out = self.cli("migrate", "cancel", job_id)
             phase = self.wait_job(job_id, ("done", "cancelled"))
             said = (out.stdout.strip() or out.stderr.strip()).splitlines()
@@ -310,7 +310,7 @@ class Round:
 # ---------------------------------------------------------------------- verification
 
 
-def verify(cluster: ChaosCluster, histories: list[KeyHistory]) -> list[str]:
+def verify(cluster: ChaosCluster, histories: list[KeyHistory], settle_s: float = 60.0) -> list[str]:
     """Everything the load wrote, read back through every gateway and from every master,
     and every PG member without keys of partitions its PG does not own."""
     problems: list[str] = []
@@ -348,7 +348,7 @@ def verify(cluster: ChaosCluster, histories: list[KeyHistory]) -> list[str]:
                         )
         finally:
             client.close()
-        problems.extend(check_members(cluster, pg, owners))
+        problems.extend(check_members(cluster, pg, owners, settle_s))
     return problems
 
 
@@ -379,13 +379,15 @@ def check(history: KeyHistory, reply: Any) -> str | None:
     return history.check_list([entry.decode() for entry in reply])
 
 
-def check_members(cluster: ChaosCluster, pg: int, owners: dict[int, int]) -> list[str]:
+def check_members(
+    cluster: ChaosCluster, pg: int, owners: dict[int, int], settle_s: float
+) -> list[str]:
     """No member of `pg` keeps keys of partitions owned elsewhere (once the source's
     throttled delete is through), and all members hold as many keys of their own."""
     owned = format_ranges(_ranges([p for p in range(PARTITIONS) if owners[p] == pg]))
     foreign = format_ranges(_ranges([p for p in range(PARTITIONS) if owners[p] != pg]))
     members = cluster.pg(pg)["members"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + settle_s
     while True:
         counts = {m: _count(cluster, m, owned) for m in members}
         strays = {m: _count(cluster, m, foreign) for m in members} if foreign else {}
