@@ -254,8 +254,9 @@ class JobsDriver:
                 nursery.cancel_scope.cancel()
             if runner.job.phase in FINISHED:
                 await self._trim(runner.cluster)
-        except _Stop as exc:
-            log.warning("job %s: stopped acting for it: %s", runner.job.id, exc)
+        except* _Stop as stopped:  # raised in the nursery: it comes wrapped in a group
+            for exc in stopped.exceptions:
+                log.warning("job %s: stopped acting for it: %s", runner.job.id, exc)
         finally:
             runner.send.close()
             if self.runners.get(key) is runner:
