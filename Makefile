@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server redis-tools zookeeper
 
-.PHONY: up test lint typecheck unit deps system-deps bench clean
+.PHONY: up test lint typecheck unit chaos deps system-deps bench clean
 
 up: deps
 	$(VENV)/bin/tessera up
@@ -22,6 +22,12 @@ typecheck: deps
 
 unit: deps
 	$(PY) -m pytest -x -q tests/unit
+
+# Random faults under a verifiable load (docs/reliability.md); SEED= replays a run.
+ROUNDS ?= 20
+SEED ?=
+chaos: deps
+	$(PY) -m tests.chaos --rounds $(ROUNDS) $(if $(SEED),--seed $(SEED))
 
 deps: $(VENV)/.installed system-deps
 

@@ -286,10 +286,11 @@ class JobsDriver:
                 nursery.cancel_scope.cancel()
             if runner.job.phase in FINISHED:
                 await self._trim(runner.cluster)
-        except _Stop as exc:
-            log.warning(
-                "job %s: stopped acting for it: %s", runner.job.id, exc, extra=runner.fields()
-            )
+        except* _Stop as stopped:  # raised in the nursery: it comes wrapped in a group
+            for exc in stopped.exceptions:
+                log.warning(
+                    "job %s: stopped acting for it: %s", runner.job.id, exc, extra=runner.fields()
+                )
         finally:
             runner.send.close()
             if self.runners.get(key) is runner:

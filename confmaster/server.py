@@ -289,7 +289,12 @@ class Confmaster:
         interval = self.config.heartbeat_interval_ms / 1000
         while True:
             started = trio.current_time()
-            for name in await self.clusters():
+            try:
+                names = await self.clusters()
+            except CoordinationError as exc:  # e.g. the connection dropped: try next round
+                log.warning("heartbeat round failed: %s", exc)
+                names = []
+            for name in names:
                 try:
                     await self._beat_cluster(name)
                 except (CoordinationError, HttpError) as exc:

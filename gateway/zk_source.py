@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tessera.gateway.zk")
 
 REFRESH_INTERVAL_S = 0.02
+TAKEOVER_POLL_S = 0.5  # how often a gateway looks whether a stale registration is gone
 REFRESH_WARNING_EVERY_S = 10.0  # while ZooKeeper is unreachable, refusals keep asking
 
 
@@ -114,7 +115,8 @@ class ZkMapSource:
             await trio.sleep(REFRESH_INTERVAL_S)
 
     async def _register(self, gateway: GatewayServer) -> None:
-        """An ephemeral node per gateway; re-created after a lost session."""
+        """An ephemeral node per gateway; re-created after a lost session, and taken over
+        once a node of another session under the same name is gone."""
         ident = f"{gateway.config.bind}:{gateway.port}"
         path = f"{live_gateways_path(self.cluster)}/{ident}"
         payload = json.dumps({"admin_port": gateway.admin_port, "pid_port": gateway.port}).encode()
@@ -123,12 +125,27 @@ class ZkMapSource:
             try:
                 await self.zk.create(path, payload, ephemeral=True, makepath=True)
             except NodeExistsError:
-                pass
+                owner = await self._owner(path)
+                if owner != self.zk.session_id:
+                    # A gateway killed and restarted on this port left its node behind (with
+                    # its old admin port) until its session expires, and the expiry would
+                    # unregister us; or another worker of ours holds it. Take over once gone.
+                    if owner is not None:
+                        await trio.sleep(TAKEOVER_POLL_S)
+                    continue
             except CoordinationError as exc:
                 log.warning("cannot register in ZooKeeper: %s", exc)
             async for state in states:
                 if state == "LOST" or state == "CONNECTED":
                     break
+
+    async def _owner(self, path: str) -> int | None:
+        """The session owning the node at `path` (0 if unknown), None once it is gone."""
+        try:
+            stat = await self.zk.exists(path)
+        except CoordinationError:
+            return 0
+        return None if stat is None else stat.ephemeral_owner
 
     async def close(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(5):

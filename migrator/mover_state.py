@@ -13,7 +13,10 @@ Phases, in order (cancel can branch off anywhere before the target is committed)
     any of the above -> cancelling -> cancelled
 
 Resume rules (a `Start` event in each phase):
-- new, preparing: the target got no key from this move yet; prepare again (idempotent).
+- new: the target got no key from this move yet; prepare (idempotent).
+- preparing: the record may lag the move (the job record coalesces saves), so the target
+  may already be marked importing and hold part of a load: clear what is marked as ours
+  (ClearTarget deletes only ranges the target imports), then prepare again.
 - loading, clearing: the load was interrupted and its partial copy cannot be finished
   (the dump may be gone with its id, and a half-loaded key cannot be told from a whole
   one), so redo: drop the old dump, delete the ranges on the target, dump again.
@@ -499,9 +502,11 @@ class MoverMachine:
     def _start(self) -> list[Action]:
         s = self.state
         match s.phase:
-            case "new" | "preparing":
+            case "new":
                 self._set(phase="preparing")
                 return [Save(), CountTarget()]
+            case "preparing":
+                return self._redo("the preparation was interrupted (a load may have begun)")
             case "loading":
                 return self._redo("the load was interrupted")
             case "clearing":

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 import trio
@@ -23,7 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.routing import PartitionMap
 from gateway.server import GatewayServer
 from gateway.zk_source import ZkMapSource
-from tessera.layout import RoutePayload, route_path
+from tessera.layout import RoutePayload, live_gateways_path, route_path
 from tessera.partition import pn
 from tessera.zk import ZkClient
 from tessera.zkserver import ZooKeeperServer
@@ -145,3 +146,39 @@ def test_held_request_completes_on_the_new_owner_after_the_map_moves(
             stop(gateway)
         stop(pg_a)
         stop(pg_b)
+
+
+async def test_a_restarted_gateway_takes_over_the_registration_its_old_self_left(
+    zk_factory: Callable[..., Any], zk_server: ZooKeeperServer, zk_chroot: str
+) -> None:
+    """Found by the chaos suite: a gateway killed and restarted on the same port found its
+    old live node (old admin port, the dead session not yet expired), took it for its own,
+    and was unregistered for good when that session expired: migrations stopped BLOCKing it."""
+    gateway = GatewayServer(
+        GatewayConfig(), PartitionMap.from_assignments([("0-8191", "127.0.0.1:7000")], version=1)
+    )
+    gateway.port, gateway.admin_port = 6100, 6101
+    path = f"{live_gateways_path('default')}/{gateway.config.bind}:{gateway.port}"
+    old_self = await zk_factory()
+    await old_self.create(
+        path, b'{"admin_port": 5999, "pid_port": 6100}', ephemeral=True, makepath=True
+    )
+    source = ZkMapSource(zk_server.address, zk_chroot, "default")
+    await source.zk.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(source._register, gateway)
+            await trio.sleep(0.5)
+            _data, stat = await source.zk.get(path)
+            assert stat.ephemeral_owner == old_self.session_id  # not stolen from the living
+            await old_self.stop()  # the old session ends, as its expiry would
+            with trio.fail_after(10):
+                while True:
+                    stat_now = await source.zk.exists(path)
+                    if stat_now is not None and stat_now.ephemeral_owner == source.zk.session_id:
+                        break
+                    await trio.sleep(0.05)
+            assert json.loads((await source.zk.get(path))[0])["admin_port"] == 6101
+            nursery.cancel_scope.cancel()
+    finally:
+        await source.close()

@@ -177,7 +177,7 @@ def test_unfence_rolls_a_cutover_back_and_the_catch_up_goes_on() -> None:
     ("state", "first"),
     [
         ({}, [CountTarget()]),
-        ({"phase": "preparing"}, [CountTarget()]),
+        ({"phase": "preparing"}, [ClearTarget()]),
         ({"phase": "clearing"}, [ClearTarget()]),
         ({"phase": "clearing", "dump_id": "d"}, [DropDump("d")]),
         ({"phase": "catching_up", "l0": 1, "applied_lsn": 5}, [ReadMarker()]),
@@ -200,6 +200,18 @@ def test_resume_of_an_interrupted_load_drops_the_dump_and_copies_again() -> None
     m(TargetCounted, 0)
     m(ImportingMarked)
     assert m(DumpStarted, 500, "d2") == [Save(), LoadDump("d2", 500)]
+
+
+def test_resume_of_a_preparation_clears_a_load_that_was_not_recorded() -> None:
+    """Found by the chaos suite: the record said "preparing" while the target already held
+    part of the load (the job record coalesces saves and the leader died); the resumed move
+    refused the target's keys forever instead of clearing its own."""
+    m = Machine(phase="preparing")
+    assert m(Start)[-1] == ClearTarget()
+    assert (m.phase, m.s.redo_count) == ("clearing", 1)
+    assert m(TargetCleared) == [Save(), CountTarget()]
+    m(TargetCounted, 0)
+    assert m.phase == "preparing"
 
 
 def test_resume_of_the_catch_up_follows_from_a_clean_marker() -> None:
