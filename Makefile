@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server redis-tools zookeeper
 
-.PHONY: up test lint typecheck unit deps system-deps bench clean
+.PHONY: up test lint typecheck unit fuzz deps system-deps bench clean
 
 up: deps
 	$(VENV)/bin/tessera up
@@ -22,6 +22,12 @@ typecheck: deps
 
 unit: deps
 	$(PY) -m pytest -x -q tests/unit
+
+# Protocol fuzzing at full size: `make fuzz N=1000000 [SEED=123]` (`make test` runs a small one).
+N ?= 1000000
+fuzz: deps
+	TESSERA_FUZZ_INPUTS=$(N) $(if $(SEED),TESSERA_FUZZ_SEED=$(SEED)) \
+		$(PY) -m pytest -x -q -s tests/integration/test_protocol_fuzz.py
 
 deps: $(VENV)/.installed system-deps
 

@@ -7,11 +7,17 @@ import argparse
 import trio
 
 from confmaster.server import Confmaster, ConfmasterConfig
-from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
+from tessera.cli import (
+    ArgumentParser,
+    add_common_arguments,
+    run_main,
+    serve_until_signalled,
+    setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="confmaster", description="Tessera confmaster: cluster metadata, failover, migration."
     )
     parser.add_argument("--zk", default="127.0.0.1:2181", help="ZooKeeper HOST:PORT[,HOST:PORT]")

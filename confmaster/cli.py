@@ -11,6 +11,9 @@ import urllib.error
 import urllib.request
 from typing import Any, NoReturn
 
+from tessera.cli import ArgumentParser
+from tessera.partition import PARTITIONS
+
 DEFAULT = "127.0.0.1:1122"
 
 
@@ -43,7 +46,7 @@ def call(address: str, method: str, path: str, body: Any = None, follow: int = 3
         ):
             return call(payload["leader"], method, path, body, follow - 1)
         raise CliError(payload.get("error") or f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: InvalidURL
         reason = getattr(exc, "reason", exc)
         raise CliError(f"cannot reach the confmaster at {address}: {reason}") from None
 
@@ -57,11 +60,17 @@ def parse_ranges(specs: list[str]) -> list[list[int]]:
         try:
             if not sep:
                 raise ValueError
-            out.append([int(first), int(last) if dash else int(first), int(pg)])
+            item = [int(first), int(last) if dash else int(first), int(pg)]
         except ValueError:
             raise CliError(
                 f"bad --range {spec!r} (expected FIRST-LAST:PG, e.g. 0-4095:1)"
             ) from None
+        if not 0 <= item[0] <= item[1] < PARTITIONS or item[2] < 0:
+            raise CliError(
+                f"bad --range {spec!r}: partitions must be FIRST <= LAST within "
+                f"0-{PARTITIONS - 1}, and PG a number >= 0"
+            )
+        out.append(item)
     return out
 
 
@@ -99,7 +108,7 @@ def show_status(status: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="confmaster-cli", description=__doc__)
+    parser = ArgumentParser(prog="confmaster-cli", description=__doc__)
     parser.add_argument(
         "--confmaster",
         default=os.environ.get("TESSERA_CONFMASTER", DEFAULT),
@@ -202,6 +211,10 @@ def _split_address(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> tuple[Any, str]:
     """Execute one command; returns (JSON reply, human text)."""
     addr = args.confmaster
+    try:
+        _split_address(addr)  # a typo is named as such, not as "cannot reach"
+    except CliError:
+        raise CliError(f"bad --confmaster {addr!r} (expected HOST:PORT)") from None
     base = f"/clusters/{args.cluster}"
     if args.command == "cluster":
         if args.action == "list":

@@ -416,14 +416,23 @@ class GatewayServer:
         if client.pending:
             self._drain_client(client)
             return
+        if client.closing:  # not reading any more: only a hang-up or an error wakes us
+            self._close_client(client)
+            return
         try:
             data = client.sock.recv(_RECV_BYTES)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
             self._close_client(client)
+            return
+        if not data:
+            # End of the client's requests (it may have only shut down its sending side,
+            # as `nc -N` does): answer what it sent, then close, as Redis does.
+            if client.queue or client.out:
+                self._stop_reading(client)
+            else:
+                self._close_client(client)
             return
         broken: RequestProtocolError | None = None
         try:
@@ -443,9 +452,17 @@ class GatewayServer:
             self._dispatch(client, argv)
             if client.closing:
                 break
-        if broken is not None:
+        if broken is not None and not client.closing:
             self._reply(client, encode_error(broken.reply))
             client.closing = True
+        if client.closing:
+            self._stop_reading(client)
+
+    def _stop_reading(self, client: Client) -> None:
+        """Read nothing more (the parser may be mid-garbage); close once replies are out."""
+        client.closing = True
+        assert self._poller is not None
+        self._poller.modify(client.fd, select.EPOLLOUT if client.pending else 0)
 
     def _forward_raw(self, client: Client, commands: list[list[bytes]], data: bytes) -> bool:
         """Forward a read as it came when it is only single-key commands for one backend.
@@ -905,7 +922,7 @@ class GatewayServer:
         client.pending = client.pending[sent:]
         if not client.pending:
             assert self._poller is not None
-            self._poller.modify(client.fd, select.EPOLLIN)
+            self._poller.modify(client.fd, 0 if client.closing else select.EPOLLIN)
             self._dirty_clients.add(client)
 
     def _close_client(self, client: Client) -> None:

@@ -10,11 +10,18 @@ import trio
 
 from pgserver.config import PgServerConfig
 from pgserver.server import PgServer
-from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
+from tessera.cli import (
+    ArgumentParser,
+    add_common_arguments,
+    run_main,
+    serve_until_signalled,
+    setup_logging,
+)
+from tessera.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="pgserver", description="Tessera partition-group server (Redis protocol)."
     )
     parser.add_argument("--port", type=int, default=7000, help="TCP port (default 7000)")
@@ -87,6 +94,10 @@ def main() -> None:
 
     def body() -> None:
         setup_logging(args.log_level)
+        try:
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot use --data-dir {args.data_dir}: {exc.strerror}") from exc
         config = PgServerConfig(
             bind=args.bind,
             port=args.port,

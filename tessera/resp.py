@@ -214,6 +214,7 @@ class RequestParser:
     """
 
     __slots__ = (
+        "_big_count",
         "_clean",
         "_gets",
         "_has_data",
@@ -226,6 +227,12 @@ class RequestParser:
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
+        # hiredis allocates an aggregate's list as soon as it reads its header: "*2147483647"
+        # (14 bytes) costs 16 GB of address space and ~10 s of CPU when the garbage
+        # collector walks or frees it. So a read with an aggregate count as long as the
+        # limit's digits never reaches hiredis; the scanner checks it against the limit.
+        digits = len(str(limits.max_multibulk_len))
+        self._big_count = re.compile(rb"[*%%~>|][-+]?[0-9]{%d}" % digits).search
         self._new_reader()
         self._clean = True  # hiredis holds no partial request
         self._inline = b""  # unfinished inline line
@@ -261,6 +268,8 @@ class RequestParser:
                 return commands
             was_clean = False
         found = len(commands)
+        if self._big_count(data):
+            return self._reparse(data, commands, found)
         skipped = False
         partial = True  # hiredis holds bytes of a request it has not returned
         elements = 0

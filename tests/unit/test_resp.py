@@ -309,3 +309,37 @@ def test_garbage_gives_the_same_outcome_however_it_is_split(
     whole = outcome(RequestParser(limits), [wire])
     assert outcome(RequestParser(limits), pieces) == whole
     assert outcome(RequestParser(limits), [wire[i : i + 1] for i in range(len(wire))]) == whole
+
+
+def _address_space_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmSize")
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"*2147483647\r\n",
+        b"*1\r\n*2147483647\r\n",
+        b"*2\r\n$4\r\nECHO\r\n%2147483647\r\n",
+        b"*1\r\n~2147483647\r\n",
+        b"*1\r\n>2147483647\r\n",
+        b"*1048576\r\n*9999999\r\n",
+    ],
+)
+def test_a_huge_declared_count_allocates_nothing(wire: bytes) -> None:
+    """Found by the fuzzer: hiredis sized a list by the header, so 14 bytes took 16 GB of
+    address space and stalled the server ~10 s in the garbage collector."""
+    before = _address_space_kb()
+    for pieces in ([wire], [wire[:-3], wire[-3:]]):
+        parser = RequestParser()
+        errors = []  # kept, with the parser: what a server holds while it replies
+        try:
+            for piece in pieces:
+                parser.feed(piece)
+        except RequestProtocolError as exc:
+            errors.append(exc)
+        assert _address_space_kb() - before < 64 * 1024
