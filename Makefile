@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := redis-server redis-tools zookeeper
 
-.PHONY: up test lint typecheck unit chaos deps system-deps bench clean
+.PHONY: up test lint typecheck unit chaos fuzz deps system-deps bench clean
 
 up: deps
 	$(VENV)/bin/tessera up
@@ -28,6 +28,12 @@ ROUNDS ?= 20
 SEED ?=
 chaos: deps
 	$(PY) -m tests.chaos --rounds $(ROUNDS) $(if $(SEED),--seed $(SEED))
+
+# Protocol fuzzing at full size: `make fuzz N=1000000 [SEED=123]` (`make test` runs a small one).
+N ?= 1000000
+fuzz: deps
+	TESSERA_FUZZ_INPUTS=$(N) $(if $(SEED),TESSERA_FUZZ_SEED=$(SEED)) \
+		$(PY) -m pytest -x -q -s tests/integration/test_protocol_fuzz.py
 
 deps: $(VENV)/.installed system-deps
 

@@ -7,7 +7,13 @@ import argparse
 import trio
 
 from confmaster.server import Confmaster, ConfmasterConfig
-from tessera.cli import add_common_arguments, run_main, serve_until_signalled, setup_logging
+from tessera.cli import (
+    ArgumentParser,
+    add_common_arguments,
+    run_main,
+    serve_until_signalled,
+    setup_logging,
+)
 from tessera.security import (
     add_cluster_secret_argument,
     add_zk_auth_arguments,
@@ -18,7 +24,7 @@ from tessera.security import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="confmaster", description="Tessera confmaster: cluster metadata, failover, migration."
     )
     parser.add_argument("--zk", default="127.0.0.1:2181", help="ZooKeeper HOST:PORT[,HOST:PORT]")

@@ -11,7 +11,9 @@ import urllib.error
 import urllib.request
 from typing import Any, NoReturn
 
+from tessera.cli import ArgumentParser
 from tessera.errors import ConfigError
+from tessera.partition import PARTITIONS
 from tessera.security import add_cluster_secret_argument, cluster_secret_from
 
 DEFAULT = "127.0.0.1:1122"
@@ -59,7 +61,7 @@ def call(
         ):
             return call(payload["leader"], method, path, body, follow - 1, secret)
         raise CliError(payload.get("error") or f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: InvalidURL
         reason = getattr(exc, "reason", exc)
         raise CliError(f"cannot reach the confmaster at {address}: {reason}") from None
 
@@ -73,11 +75,17 @@ def parse_ranges(specs: list[str]) -> list[list[int]]:
         try:
             if not sep:
                 raise ValueError
-            out.append([int(first), int(last) if dash else int(first), int(pg)])
+            item = [int(first), int(last) if dash else int(first), int(pg)]
         except ValueError:
             raise CliError(
                 f"bad --range {spec!r} (expected FIRST-LAST:PG, e.g. 0-4095:1)"
             ) from None
+        if not 0 <= item[0] <= item[1] < PARTITIONS or item[2] < 0:
+            raise CliError(
+                f"bad --range {spec!r}: partitions must be FIRST <= LAST within "
+                f"0-{PARTITIONS - 1}, and PG a number >= 0"
+            )
+        out.append(item)
     return out
 
 
@@ -115,7 +123,7 @@ def show_status(status: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="confmaster-cli", description=__doc__)
+    parser = ArgumentParser(prog="confmaster-cli", description=__doc__)
     parser.add_argument(
         "--confmaster",
         default=os.environ.get("TESSERA_CONFMASTER", DEFAULT),
@@ -219,6 +227,10 @@ def _split_address(text: str) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> tuple[Any, str]:
     """Execute one command; returns (JSON reply, human text)."""
     addr = args.confmaster
+    try:
+        _split_address(addr)  # a typo is named as such, not as "cannot reach"
+    except CliError:
+        raise CliError(f"bad --confmaster {addr!r} (expected HOST:PORT)") from None
     base = f"/clusters/{args.cluster}"
     if args.command == "cluster":
         if args.action == "list":

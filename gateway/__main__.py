@@ -13,7 +13,14 @@ from gateway.config import GatewayConfig
 from gateway.routing import PartitionMap
 from gateway.server import GatewayServer
 from gateway.zk_source import ZkMapSource
-from tessera.cli import add_common_arguments, fail, run_main, serve_until_signalled, setup_logging
+from tessera.cli import (
+    ArgumentParser,
+    add_common_arguments,
+    fail,
+    run_main,
+    serve_until_signalled,
+    setup_logging,
+)
 from tessera.security import (
     add_cluster_secret_argument,
     add_requirepass_arguments,
@@ -26,7 +33,7 @@ from tessera.security import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gateway", description="Tessera gateway: routes Redis clients to partition groups."
     )
     parser.add_argument("--port", type=int, default=6000, help="client port (default 6000)")

@@ -458,14 +458,23 @@ class GatewayServer:
                 self._drain_client(client)
             if not mask & _EPOLLIN or client.fd not in self._by_fd:
                 return
+        if client.closing:  # not reading any more: only a hang-up or an error wakes us
+            self._close_client(client)
+            return
         try:
             data = client.sock.recv(_RECV_BYTES)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
             self._close_client(client)
+            return
+        if not data:
+            # End of the client's requests (it may have only shut down its sending side,
+            # as `nc -N` does): answer what it sent, then close, as Redis does.
+            if client.queue or client.out:
+                self._stop_reading(client)
+            else:
+                self._close_client(client)
             return
         if not client.read_at:
             client.read_at = self._round_at
@@ -489,11 +498,13 @@ class GatewayServer:
             self._dispatch(client, argv)
             if client.closing:
                 break
-        if broken is not None:
+        if broken is not None and not client.closing:
             self._reply(client, encode_error(broken.reply))
             client.closing = True
         if len(client.queue) >= self._max_inflight:
             self._pause(client)
+        if client.closing:
+            self._stop_reading(client)
 
     def _pause(self, client: Client) -> None:
         """Stop reading a client with too many requests in flight; _send_client resumes it
@@ -503,12 +514,19 @@ class GatewayServer:
             self.stats["paused_clients"] += 1
             self._watch(client)
 
+    def _stop_reading(self, client: Client) -> None:
+        """Read nothing more (the parser may be mid-garbage); close once replies are out."""
+        client.closing = True
+        if client.fd in self._by_fd:
+            self._watch(client)
+
     def _watch(self, client: Client) -> None:
         """Wait for what the client's state needs: writability while output is pending,
-        readability unless paused."""
+        readability unless paused or closing (a hang-up or an error wakes us regardless)."""
         assert self._poller is not None
+        reading = not (client.paused or client.closing)
         self._poller.modify(
-            client.fd, (_EPOLLOUT if client.pending else 0) | (0 if client.paused else _EPOLLIN)
+            client.fd, (_EPOLLOUT if client.pending else 0) | (_EPOLLIN if reading else 0)
         )
 
     def _forward_raw(self, client: Client, commands: list[list[bytes]], data: bytes) -> bool:

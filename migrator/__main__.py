@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import trio
+from pydantic import ValidationError
 
 from migrator.config import MoverConfig
 from migrator.connection import Address
@@ -30,7 +31,7 @@ from migrator.metrics import collect_movers
 from migrator.mover import MB, RangeMover, SaveCallback
 from migrator.mover_state import MoverState, canonical_ranges
 from migrator.progress import Progress
-from tessera.cli import add_common_arguments, fail, run_main, setup_logging
+from tessera.cli import ArgumentParser, add_common_arguments, fail, run_main, setup_logging
 from tessera.errors import ConfigError, MigrationError
 from tessera.metrics import new_registry, serve_metrics
 from tessera.security import (
@@ -43,7 +44,7 @@ PROG = "migrator"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Move partition ranges from a source PG master to a target PG master: "
         "dump and load, log catch-up, and with --cutover fence, commit and clean up.",
@@ -170,6 +171,12 @@ def load_state(path: Path | None) -> MoverState | None:
         return MoverState.model_validate_json(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read the state file {path}: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "file"
+        raise ConfigError(
+            f"{path} is not a migrator state file ({where}: {first['msg']})"
+        ) from None
 
 
 def state_saver(path: Path | None) -> SaveCallback | None:

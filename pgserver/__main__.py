@@ -10,12 +10,14 @@ import trio
 from pgserver.config import PgServerConfig
 from pgserver.server import PgServer
 from tessera.cli import (
+    ArgumentParser,
     add_common_arguments,
     fail,
     run_main,
     serve_until_signalled,
     setup_logging,
 )
+from tessera.errors import ConfigError
 from tessera.security import (
     add_cluster_secret_argument,
     add_requirepass_arguments,
@@ -26,7 +28,7 @@ from tessera.security import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="pgserver", description="Tessera partition-group server (Redis protocol)."
     )
     parser.add_argument("--port", type=int, default=7000, help="TCP port (default 7000)")
@@ -103,6 +105,10 @@ def main() -> None:
 
     def body() -> None:
         setup_logging(args.log_level, args.log_json)
+        try:
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot use --data-dir {args.data_dir}: {exc.strerror}") from exc
         cluster_secret = cluster_secret_from(args)
         requirepass = requirepass_from(args)
         if cluster_secret is not None and requirepass not in (None, cluster_secret):

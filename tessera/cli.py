@@ -80,6 +80,13 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), like every other failure."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(self.prog, f"{message} (see {self.prog} --help)")
+
+
 def run_main(prog: str, body: Callable[[], None]) -> None:
     """Run a service's main; configuration errors become one line and exit code 2."""
     try:

@@ -46,6 +46,8 @@ def parse_ranges(text: str) -> list[tuple[int, int]]:
         if not part:
             raise ValueError(f"empty partition range in {text!r}")
         first_s, sep, last_s = part.partition("-")
+        if not first_s.strip().isdigit() or (sep and not last_s.strip().isdigit()):
+            raise ValueError(f"bad partition range {part!r} (expected FIRST-LAST, e.g. 0-2047)")
         first = int(first_s)
         last = int(last_s) if sep else first
         if not 0 <= first <= last < PARTITIONS:

@@ -9,6 +9,7 @@ incomplete at the end of a read, so complete pipelined reads cost one hiredis pa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -107,88 +108,144 @@ def _is_hex(two: bytes) -> bool:
     return len(two) == 2 and all(c in b"0123456789abcdefABCDEF" for c in two)
 
 
-class _HeaderValidator:
-    """Checks multibulk/bulk headers of an incomplete request against the limits.
+_INT = re.compile(rb"0|-?[1-9][0-9]{0,18}")  # Redis's string2ll: no '+', spaces, leading 0s
 
-    Fed only with bytes that start at a request boundary, while hiredis holds a partial
-    request, so a client announcing a 600 MB bulk is refused at once instead of buffered.
+
+def _strict_int(line: bytes) -> int | None:
+    return int(line) if _INT.fullmatch(line) else None
+
+
+class _RequestScanner:
+    """Walks the framing of one multibulk request in pure Python, the way Redis does.
+
+    It is fed the request's bytes in pieces (it keeps only an unfinished header line), so a
+    client announcing a 600 MB bulk is refused at once instead of buffered. It is the
+    authority whenever hiredis cannot be trusted to give Redis's answer: an incomplete
+    request at the end of a read, a read hiredis rejects, or one with element types hiredis
+    returns as plain bytes.
     """
 
-    __slots__ = ("_elements_left", "_limits", "_line", "_skip")
+    __slots__ = (
+        "_args",
+        "_collect",
+        "_elements_left",
+        "_limits",
+        "_line",
+        "_skip",
+        "empty",
+        "started",
+    )
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, collect: bool = False) -> None:
         self._limits = limits
+        self._collect = collect  # keep the arguments (the slow path needs them)
+        self._args: list[bytes] = []
         self._elements_left = 0
-        self._skip = 0
-        self._line = b""
+        self._skip = 0  # payload (+ CRLF) bytes still to pass
+        self._line = b""  # start of a header line that did not end yet
+        self.started = False  # the '*' header was seen
+        self.empty = False
 
-    def feed(self, data: bytes) -> str | None:
-        """Return a protocol error message if a header breaks a limit, else None."""
-        pos, end = 0, len(data)
+    def scan(self, data: bytes, pos: int) -> int:
+        """Offset just past the end of the request in `data`, or -1 if it goes on.
+
+        Raises RequestProtocolError (with no commands; the caller adds its own).
+        """
+        end = len(data)
         limits = self._limits
-        while pos < end:
+        while pos < end or (self.started and self._elements_left == 0 and not self._skip):
             if self._skip:
                 take = min(self._skip, end - pos)
                 self._skip -= take
                 pos += take
                 continue
-            nl = data.find(b"\n", pos)
-            if nl == -1:
-                self._line += data[pos:]
-                if len(self._line) > limits.max_inline_bytes:
-                    return "ERR Protocol error: too big multibulk count"
-                return None
-            line = (self._line + data[pos:nl]).rstrip(b"\r")
-            self._line = b""
-            pos = nl + 1
-            if not line:
-                continue
-            try:
-                value = int(line[1:])
-            except ValueError:
-                value = -2
-            if self._elements_left == 0:
-                if line[:1] != b"*":
-                    return None  # not a multibulk; hiredis reports the error
-                if value > limits.max_multibulk_len or value < -1:
-                    return "ERR Protocol error: invalid multibulk length"
-                self._elements_left = max(value, 0)
+            if self.started and self._elements_left == 0:
+                return pos
+            # A header ends at its CR, as in Redis; a CR not followed by LF is an error
+            # (Redis would read on, hiredis would wait: refusing is what both can agree on).
+            if self._line[-1:] == b"\r":  # the CR ended the previous read
+                line = self._line[:-1]
+                lone_cr = data[pos] != 0x0A
+                pos += 1
             else:
-                if line[:1] != b"$":
-                    return f"ERR Protocol error: expected '$', got '{line[:1].decode('latin-1')}'"
-                if value > limits.max_bulk_bytes or value < 0:
-                    return "ERR Protocol error: invalid bulk length"
-                self._skip = value + 2
-                self._elements_left -= 1
-        return None
+                cr = data.find(b"\r", pos)
+                if cr == -1 or cr == end - 1:
+                    self._line += data[pos:]
+                    if len(self._line) > limits.max_inline_bytes:
+                        what = "bulk" if self.started else "mbulk"
+                        raise RequestProtocolError(
+                            f"ERR Protocol error: too big {what} count string", []
+                        )
+                    return -1
+                line = self._line + data[pos:cr] if self._line else data[pos:cr]
+                lone_cr = data[cr + 1] != 0x0A
+                pos = cr + 2
+            self._line = b""
+            if not self.started:
+                count = None if lone_cr else _strict_int(line[1:])
+                if count is None or count > limits.max_multibulk_len:
+                    raise RequestProtocolError("ERR Protocol error: invalid multibulk length", [])
+                self.started = True
+                self._elements_left = max(count, 0)
+                self.empty = count <= 0  # *0 and *-N: an empty request, as in Redis
+                continue
+            if line[:1] != b"$":
+                got = line[:1].decode("latin-1") or "\r"
+                raise RequestProtocolError(f"ERR Protocol error: expected '$', got '{got}'", [])
+            size = None if lone_cr else _strict_int(line[1:])
+            if size is None or size < 0 or size > limits.max_bulk_bytes:
+                raise RequestProtocolError("ERR Protocol error: invalid bulk length", [])
+            self._skip = size + 2  # Redis skips the CRLF after a bulk unchecked
+            self._elements_left -= 1
+            if self._collect:
+                self._args.append(data[pos : pos + size])  # (cut short: never used)
+        return -1
+
+    def command(self) -> Command:
+        return self._args
 
 
 class RequestParser:
-    """Turns a client's byte stream into commands (lists of bytes)."""
+    """Turns a client's byte stream into commands (lists of bytes).
+
+    Fast path: hiredis parses whole reads of well-formed multibulk requests. Inline commands,
+    requests left incomplete at the end of a read and reads hiredis rejects (or may have
+    read too leniently) go through `_RequestScanner`, which gives Redis's answers.
+    """
 
     __slots__ = (
+        "_big_count",
         "_clean",
         "_gets",
         "_has_data",
         "_inline",
         "_limits",
         "_reader",
-        "_validator",
+        "_scanner",
         "exact",
     )
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self._limits = limits
-        self._reader = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
-        self._gets = self._reader.gets
-        self._has_data = self._reader.has_data
+        # hiredis allocates an aggregate's list as soon as it reads its header: "*2147483647"
+        # (14 bytes) costs 16 GB of address space and ~10 s of CPU when the garbage
+        # collector walks or frees it. So a read with an aggregate count as long as the
+        # limit's digits never reaches hiredis; the scanner checks it against the limit.
+        digits = len(str(limits.max_multibulk_len))
+        self._big_count = re.compile(rb"[*%%~>|][-+]?[0-9]{%d}" % digits).search
+        self._new_reader()
         self._clean = True  # hiredis holds no partial request
         self._inline = b""  # unfinished inline line
-        self._validator: _HeaderValidator | None = None
+        self._scanner: _RequestScanner | None = None  # the partial request hiredis holds
         # True when the last fed bytes were exactly the RESP arrays returned for them (no
         # inline, nothing partial before or after, nothing skipped): then those bytes can
         # be logged as they are instead of being encoded again.
         self.exact = False
+
+    def _new_reader(self) -> None:
+        self._reader = hiredis.Reader(notEnoughData=_NOT_ENOUGH)
+        self._gets = self._reader.gets
+        self._has_data = self._reader.has_data
 
     def feed(self, data: bytes) -> list[Command]:
         """Every request completed by `data`, in order.
@@ -198,46 +255,115 @@ class RequestParser:
         """
         commands: list[Command] = []
         self.exact = False
-        if self._inline or (self._clean and data[:1] != b"*"):
+        if not self._clean:
+            data = self._finish_partial(data, commands)
+            if not data:
+                return commands
+            was_clean = False
+        else:
+            was_clean = True
+        if self._inline or data[:1] != b"*":
             data = self._feed_inline(data, commands)
             if not data:
                 return commands
-            skipped = True
-        else:
-            skipped = False
-        was_clean = self._clean
-        self._clean = False
+            was_clean = False
+        found = len(commands)
+        if self._big_count(data):
+            return self._reparse(data, commands, found)
+        skipped = False
+        partial = True  # hiredis holds bytes of a request it has not returned
+        elements = 0
         self._reader.feed(data)
         gets, has_data = self._gets, self._has_data
         try:
             while (cmd := gets()) is not _NOT_ENOUGH:
+                # has_data() is False once hiredis consumed a partial request's bytes into
+                # its own state, so it only tells "clean" right after a complete value.
+                partial = has_data()
                 if type(cmd) is not list:
                     if cmd is None:  # *-1: Redis ignores it
-                        self._clean = not has_data()
                         skipped = True
                         continue
-                    raise RequestProtocolError(
-                        "ERR Protocol error: invalid multibulk length", commands
-                    )
+                    return self._reparse(data, commands, found)
                 for arg in cmd:
                     if type(arg) is not bytes:
-                        raise RequestProtocolError(_element_error(arg), commands)
-                self._clean = not has_data()
+                        return self._reparse(data, commands, found)
                 if cmd:
                     commands.append(cmd)
+                    elements += len(cmd)
                 else:
                     skipped = True
-        except hiredis.ProtocolError as exc:
-            raise RequestProtocolError(_hiredis_error(str(exc)), commands) from exc
-        if self._clean:
-            self._validator = None
-            self.exact = was_clean and not skipped
+        except hiredis.ProtocolError:
+            return self._reparse(data, commands, found)
+        if data.count(b"\n$") < elements:
+            # hiredis also returns simple strings, big numbers and verbatim strings as
+            # bytes; Redis wants bulk strings only. Every bulk header follows a LF, so
+            # fewer "\n$" than arguments means some argument was not one.
+            return self._reparse(data, commands, found)
+        if partial:
+            # A partial request at the end: check its framing against the limits now.
+            pos = 0
+            while True:
+                if pos >= len(data) or data[pos] != 0x2A:  # Redis: inline (or a mismatch)
+                    return self._reparse(data, commands, found)
+                scanner = _RequestScanner(self._limits)
+                try:
+                    pos = scanner.scan(data, pos)
+                except RequestProtocolError:
+                    return self._reparse(data, commands, found)  # for the commands before
+                if pos < 0:
+                    break
+            self._clean = False
+            self._scanner = scanner
         else:
-            if was_clean or self._validator is None:
-                self._validator = _HeaderValidator(self._limits)
-            problem = self._validator.feed(data)
-            if problem is not None:
-                raise RequestProtocolError(problem, commands)
+            self.exact = was_clean and not skipped
+        return commands
+
+    def _finish_partial(self, data: bytes, commands: list[Command]) -> bytes:
+        """Feed hiredis the rest of the request it holds; return the bytes after it."""
+        scanner = self._scanner
+        assert scanner is not None
+        end = scanner.scan(data, 0)
+        if end < 0:
+            self._reader.feed(data)
+            return b""
+        if scanner.empty:  # *0 or *-N: nothing to execute (hiredis refuses *-N)
+            self._new_reader()
+        else:
+            self._reader.feed(data[:end])
+            commands.append(self._gets())  # the scanner vetted it: a list of bytes
+        self._clean = True
+        self._scanner = None
+        return data[end:]
+
+    def _reparse(self, data: bytes, commands: list[Command], keep: int) -> list[Command]:
+        """Parse `data` (starting at a request boundary) strictly, in Python, as Redis does."""
+        del commands[keep:]
+        self._new_reader()
+        self._clean = True
+        self._scanner = None
+        pos, end = 0, len(data)
+        while pos < end:
+            if data[pos] != 0x2A:  # not '*': inline commands up to the next multibulk
+                rest = self._feed_inline(data[pos:], commands)
+                if not rest:
+                    return commands
+                data, pos, end = rest, 0, len(rest)
+            scanner = _RequestScanner(self._limits, collect=True)
+            try:
+                stop = scanner.scan(data, pos)
+            except RequestProtocolError as exc:
+                exc.commands = commands
+                raise
+            if stop < 0:
+                self._reader.feed(data[pos:])  # hiredis holds it; the scanner follows it
+                self._clean = False
+                self._scanner = _RequestScanner(self._limits)
+                self._scanner.scan(data, pos)
+                return commands
+            if scanner.command():
+                commands.append(scanner.command())
+            pos = stop
         return commands
 
     def _feed_inline(self, data: bytes, commands: list[Command]) -> bytes:
@@ -267,25 +393,6 @@ class RequestParser:
                 commands.append(args)
         self._inline = b""
         return buf
-
-
-def _element_error(value: object) -> str:
-    if value is None:
-        return "ERR Protocol error: invalid bulk length"
-    kind = {int: ":", list: "*", float: ",", bool: "#", dict: "%"}.get(type(value), "?")
-    return f"ERR Protocol error: expected '$', got '{kind}'"
-
-
-def _hiredis_error(message: str) -> str:
-    lowered = message.lower()
-    if "multi-bulk" in lowered or "multibulk" in lowered:
-        return "ERR Protocol error: invalid multibulk length"
-    if "bulk" in lowered:
-        return "ERR Protocol error: invalid bulk length"
-    if "type byte" in lowered:
-        got = message.split('"')[1] if '"' in message else "?"
-        return f"ERR Protocol error: expected '$', got '{got}'"
-    return "ERR Protocol error: " + message
 
 
 # --------------------------------------------------------------------------- replies
@@ -406,14 +513,14 @@ def encode_error(message: str) -> bytes:
 
 
 def unknown_command_reply(argv: list[bytes]) -> bytes:
-    """Redis's exact reply to a command it does not know."""
-    args = ""
+    """Redis's exact reply to a command it does not know (its bytes echoed as they came)."""
+    args = b""
     for arg in argv[1:]:
         if len(args) >= 128:
             break
-        args += "'" + arg.decode("utf-8", "replace")[: 128 - len(args)] + "' "
-    name = argv[0].decode("utf-8", "replace")[:128]
-    return encode_error(f"ERR unknown command '{name}', with args beginning with: {args}")
+        args += b"'" + arg[: 128 - len(args)] + b"' "
+    text = b"ERR unknown command '%b', with args beginning with: %b" % (argv[0][:128], args)
+    return b"-%b\r\n" % text.replace(b"\r", b" ").replace(b"\n", b" ")
 
 
 def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from tessera.cli import fail
+from tessera.cli import ArgumentParser, fail
 from tessera.errors import ConfigError, TesseraError
 from tessera.resp import encode_command
 from tessera.security import new_secret, read_secret_file, write_secret_file
@@ -330,7 +330,7 @@ Ctrl-C stops everything.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tessera", description="Tessera local cluster tools.")
+    parser = ArgumentParser(prog="tessera", description="Tessera local cluster tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a local cluster and show its status")
     up.add_argument("--data-dir", default="data")
@@ -362,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    try:
+        Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail("tessera", f"cannot use --data-dir {args.data_dir}: {exc.strerror}")
     cluster = Cluster(args)
 
     def on_term(signum: int, frame: FrameType | None) -> None:

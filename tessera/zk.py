@@ -302,12 +302,20 @@ class ZkClient:
         client, timeout_s = self._client, self.timeout_s
 
         def connect() -> bool:
-            client.start_async().wait(timeout=timeout_s)
-            if client.connected:
-                return True
-            client.stop()
-            client.close()
-            return False
+            # kazoo logs every refused attempt; a failed start is reported once, below.
+            kazoo_log = logging.getLogger("kazoo.client")
+            level = kazoo_log.level
+            if not log.isEnabledFor(logging.DEBUG):
+                kazoo_log.setLevel(logging.ERROR)
+            try:
+                client.start_async().wait(timeout=timeout_s)
+                if client.connected:
+                    return True
+                client.stop()
+                client.close()
+                return False
+            finally:
+                kazoo_log.setLevel(level)
 
         if not await trio.to_thread.run_sync(connect):
             self._client.remove_listener(self._on_kazoo_state)

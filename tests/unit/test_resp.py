@@ -89,6 +89,23 @@ def test_empty_and_null_multibulk_are_ignored() -> None:
         (b"*1\r\n:5\r\n", "ERR Protocol error: expected '$', got ':'"),
         (b"*2\r\n$1\r\na\r\n*1\r\n", "ERR Protocol error: expected '$', got '*'"),
         (b'SET "a\r\n', "ERR Protocol error: unbalanced quotes in request"),
+        # Found by the protocol fuzzer; replies as redis-server 7.0 gives them.
+        (b"*1\r\n+OK\r\n", "ERR Protocol error: expected '$', got '+'"),
+        (b"*1\r\n(123\r\n", "ERR Protocol error: expected '$', got '('"),
+        (b"*1\r\n=5\r\ntxt:x\r\n", "ERR Protocol error: expected '$', got '='"),
+        (b"*1\r\n-ERR\r\n", "ERR Protocol error: expected '$', got '-'"),
+        (b"*1\r\n_\r\n", "ERR Protocol error: expected '$', got '_'"),
+        (b"*1\r\n~1\r\n$1\r\nx\r\n", "ERR Protocol error: expected '$', got '~'"),
+        (b"*1\r\n>1\r\n$1\r\nx\r\n", "ERR Protocol error: expected '$', got '>'"),
+        (b"*1\r\n|1\r\n$1\r\nx\r\n", "ERR Protocol error: expected '$', got '|'"),
+        (b"*2\r\n$1\r\nxyz+OK\r\n", "ERR Protocol error: expected '$', got '+'"),
+        (b"*1\r\n" * 9 + b"$1\r\nx\r\n", "ERR Protocol error: expected '$', got '*'"),
+        (b"*1\r\n*2147483647\r\n", "ERR Protocol error: expected '$', got '*'"),
+        (b"*01\r\n", "ERR Protocol error: invalid multibulk length"),
+        (b"*1\r\n$+4\r\nPING\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"*1\r\n$1_0\r\n", "ERR Protocol error: invalid bulk length"),
+        (b"*" + b"9" * 70_000, "ERR Protocol error: too big mbulk count string"),
+        (b"*1\r\n$" + b"9" * 70_000, "ERR Protocol error: too big bulk count string"),
     ],
 )
 def test_protocol_errors_use_redis_wording(wire: bytes, message: str) -> None:
@@ -230,3 +247,99 @@ def test_scan_reply_agrees_with_hiredis(cmds: list[list[bytes]]) -> None:
         assert reader.gets() == cmd
         pos = end
     assert pos == len(wire)
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        # Each request is multibulk or inline by its first byte, also within one read.
+        (b"*1\r\n$4\r\nPING\r\nPING\r\n", [[b"PING"], [b"PING"]]),
+        (
+            b"*1\r\n$4\r\nPING\r\nECHO 'a b'\r\n*1\r\n$4\r\nPING\r\n",
+            [[b"PING"], [b"ECHO", b"a b"], [b"PING"]],
+        ),
+        # Redis skips the two bytes after a bulk without looking at them.
+        (b"*1\r\n$1\r\nxy\r\n", [[b"x"]]),
+        # *0 and *-N are empty requests (hiredis alone refuses *-2).
+        (b"*-2\r\n*0\r\n*1\r\n$4\r\nPING\r\n", [[b"PING"]]),
+    ],
+)
+def test_framing_as_redis_reads_it(wire: bytes, expected: list[list[bytes]]) -> None:
+    assert RequestParser().feed(wire) == expected
+    assert feed_bytewise(RequestParser(), wire) == expected
+
+
+def test_unknown_command_reply_echoes_raw_bytes() -> None:
+    from tessera.resp import unknown_command_reply
+
+    assert unknown_command_reply([b"\xff\nx", b"a\rb"]) == (
+        b"-ERR unknown command '\xff x', with args beginning with: 'a b' \r\n"
+    )
+
+
+def outcome(parser: RequestParser, chunks: list[bytes]) -> tuple[list[list[bytes]], str | None]:
+    """Commands and the protocol error (if any) of a stream fed in these pieces."""
+    out: list[list[bytes]] = []
+    try:
+        for chunk in chunks:
+            out.extend(parser.feed(chunk))
+    except RequestProtocolError as exc:
+        return out + exc.commands, exc.reply
+    return out, None
+
+
+RESP_ATOMS = [
+    *(b"*", b"$", b"\r\n", b"\n", b"\r", b"1", b"3", b"-", b"0", b"x", b":", b"+", b" "),
+    *(b'"', b"'", b"%", b"~", b",", b"#", b"_", b"(", b"=", b">", b"|", b"\xff", b"\\x4"),
+    *(b"*1\r\n", b"*2\r\n", b"$1\r\n", b"$3\r\n", b"$0\r\n", b"ping"),
+]
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from(RESP_ATOMS), max_size=30), st.data())
+def test_garbage_gives_the_same_outcome_however_it_is_split(
+    tokens: list[bytes], data: st.DataObject
+) -> None:
+    """Whole, in random pieces or byte by byte: same commands, same error (the fuzzer's
+    inputs arrive split at random)."""
+    wire = b"".join(tokens)
+    limits = Limits(max_bulk_bytes=1000, max_multibulk_len=100, max_inline_bytes=200)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
+    pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    whole = outcome(RequestParser(limits), [wire])
+    assert outcome(RequestParser(limits), pieces) == whole
+    assert outcome(RequestParser(limits), [wire[i : i + 1] for i in range(len(wire))]) == whole
+
+
+def _address_space_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmSize")
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"*2147483647\r\n",
+        b"*1\r\n*2147483647\r\n",
+        b"*2\r\n$4\r\nECHO\r\n%2147483647\r\n",
+        b"*1\r\n~2147483647\r\n",
+        b"*1\r\n>2147483647\r\n",
+        b"*1048576\r\n*9999999\r\n",
+    ],
+)
+def test_a_huge_declared_count_allocates_nothing(wire: bytes) -> None:
+    """Found by the fuzzer: hiredis sized a list by the header, so 14 bytes took 16 GB of
+    address space and stalled the server ~10 s in the garbage collector."""
+    before = _address_space_kb()
+    for pieces in ([wire], [wire[:-3], wire[-3:]]):
+        parser = RequestParser()
+        errors = []  # kept, with the parser: what a server holds while it replies
+        try:
+            for piece in pieces:
+                parser.feed(piece)
+        except RequestProtocolError as exc:
+            errors.append(exc)
+        assert _address_space_kb() - before < 64 * 1024
