@@ -470,8 +470,10 @@ class GatewayServer:
             return
         if not data:
             # End of the client's requests (it may have only shut down its sending side,
-            # as `nc -N` does): answer what it sent, then close, as Redis does.
-            if client.queue or client.out:
+            # as `nc -N` does): answer what it sent, then close, as Redis does. While
+            # requests are held for moving partitions it is closed at once instead: a client
+            # that left must not have held requests sent later (docs/gateway-tryagain.md).
+            if (client.queue or client.out) and not (self.moving.count or self.blocks.jobs):
                 self._stop_reading(client)
             else:
                 self._close_client(client)
