@@ -250,7 +250,7 @@ def test_several_ranges_and_targets_in_one_command(cluster: LocalCluster) -> Non
     [
         (["0-100:1", "50-60:1"], "overlaps"),
         (["5000-5001:1"], "already belongs to PG 1"),
-        (["8000-8192:0"], "not within 0-8191"),
+        (["8000-8192:0"], "within 0-8191"),
         (["0-10:7"], "PG 7 does not exist"),
     ],
 )
