@@ -114,12 +114,16 @@ def _first_leaf(group: BaseExceptionGroup[TesseraError]) -> BaseException:
 async def serve_until_signalled(
     serve: Callable[..., Awaitable[None]], *extra: Callable[..., Awaitable[None]]
 ) -> None:
-    """Start a server (and helpers) in one nursery; SIGTERM or SIGINT stops them all."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(serve)
-        for start in extra:
-            await nursery.start(start)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """Start a server (and helpers) in one nursery; SIGTERM or SIGINT stops them all.
+
+    The signal receiver is installed before anything binds a port, so a SIGTERM sent as soon
+    as the port answers still means a clean stop (exit 0), not the default signal death.
+    """
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            for start in extra:
+                await nursery.start(start)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 return
