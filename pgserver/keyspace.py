@@ -4,6 +4,10 @@ Values are plain Python objects, one type per Redis type:
   bytes -> string, dict -> hash, deque -> list, set -> set, ZSet -> sorted set.
 Every key is also filed under its partition number, so counting, dumping or deleting a
 partition range costs time proportional to the keys in that range, not to the keyspace.
+That index is a dict per partition (keys -> None), not a set: a dict holding only bytes is
+invisible to Python's cycle collector, while 8192 sets holding a million keys made every
+full collection walk them all (~60-100 ms with 1M keys, a pause every client saw); see
+also `freeze_for_collector`.
 Expiry is lazy on access plus an active sweep driven by a heap of deadlines.
 
 Migration marks partitions (docs/migration-pgserver.md): keys of *importing* partitions
@@ -14,6 +18,7 @@ being handed over and the dispatcher refuses commands on their keys.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import random
@@ -27,8 +32,8 @@ from tessera.partition import PARTITIONS, PartitionSet
 from tessera.partition import pn as partition_of
 
 Value = bytes | dict[bytes, bytes] | deque[bytes] | set[bytes] | ZSet
-# Spelled once here: inside Keyspace, `set` names the method.
-KeySet = set[bytes]
+# The keys of one partition (values unused). A dict, not a set: see the module docstring.
+KeyIndex = dict[bytes, None]
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
@@ -61,7 +66,7 @@ class Keyspace:
         # sweep's work budget. Both are injectable for tests.
         self.data: dict[bytes, Value] = {}
         self.expires: dict[bytes, int] = {}
-        self.by_partition: list[set[bytes]] = [set() for _ in range(PARTITIONS)]
+        self.by_partition: list[KeyIndex] = [{} for _ in range(PARTITIONS)]
         self._deadlines: list[tuple[int, bytes]] = []
         self._clock = clock
         self._timer = timer
@@ -80,6 +85,23 @@ class Keyspace:
         # Deadlines the active sweep reached while their partition was importing: put
         # back on the heap when the import ends, so those keys then expire as usual.
         self._parked: list[tuple[int, bytes]] = []
+
+    def freeze_for_collector(self) -> None:
+        """Put everything alive now, this keyspace's dicts included, where Python's cycle
+        collector never looks again (`gc.freeze`), so a full collection does not walk the
+        keys: with a million keys that walk stalled every client for tens of ms.
+
+        Called once the server has recovered, before it serves. `data` is made tracked
+        first: a dict holding only bytes is untracked, but storing the first hash or list
+        in it tracks it again, in the youngest generation, and every full collection
+        would then walk all its keys. Tracked and frozen it stays out of sight. Values
+        never hold reference cycles, so freezing them hides nothing the collector frees.
+        """
+        gc.collect()
+        sentinel = object()
+        self.data[sentinel] = []  # type: ignore[index, assignment]
+        del self.data[sentinel]  # type: ignore[arg-type]
+        gc.freeze()
 
     # ------------------------------------------------------------------ time
 
@@ -141,14 +163,14 @@ class Keyspace:
         """Create or overwrite `key`; the TTL is cleared unless keep_ttl."""
         data = self.data
         if key not in data:
-            self.by_partition[partition_of(key)].add(key)
+            self.by_partition[partition_of(key)][key] = None
         elif not keep_ttl and self.expires:
             self.expires.pop(key, None)
         data[key] = value
 
     def add_new(self, key: bytes, value: Value) -> None:
         """Store a value under a key known not to exist (e.g. a fresh hash for HSET)."""
-        self.by_partition[partition_of(key)].add(key)
+        self.by_partition[partition_of(key)][key] = None
         self.data[key] = value
 
     def delete(self, key: bytes) -> bool:
@@ -170,7 +192,7 @@ class Keyspace:
         del self.data[key]
         if self.expires:
             self.expires.pop(key, None)
-        self.by_partition[partition_of(key)].discard(key)
+        self.by_partition[partition_of(key)].pop(key, None)
 
     def rename(self, src: bytes, dst: bytes) -> None:
         """Move live `src` (value and TTL) to `dst`, replacing whatever `dst` held."""
@@ -258,7 +280,7 @@ class Keyspace:
 
     # ------------------------------------------------------------------ partitions
 
-    def keys_in_partition(self, partition: int) -> KeySet:
+    def keys_in_partition(self, partition: int) -> KeyIndex:
         return self.by_partition[partition]
 
     def count_range(self, first: int, last: int) -> int:
@@ -289,9 +311,9 @@ class Keyspace:
         keys = self.by_partition[partition]
         data = self.data
         count = min(limit, len(keys))
-        pop, pop_value, append = keys.pop, data.pop, keys_out.append
+        pop, pop_value, append = keys.popitem, data.pop, keys_out.append
         for _ in range(count):
-            key = pop()
+            key = pop()[0]
             value = pop_value(key)
             append(key)
             if type(value) is not bytes and len(value) > big:

@@ -36,6 +36,7 @@ from pgserver.metrics import collect as pgserver_metrics
 from pgserver.migration import Migration
 from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
+from tessera.gcstats import GC_PAUSES
 from tessera.metrics import Histogram, new_registry, serve_metrics
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
 
@@ -256,6 +257,8 @@ class PgServer:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         if self.recovery is None:
             self.recover()
+        self.keyspace.freeze_for_collector()
+        GC_PAUSES.install()
         self.migration.forget_dumps()
         listener = self._listen()
         try:

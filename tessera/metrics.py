@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from tessera.gcstats import GC_PAUSES
 from tessera.http import HttpError, Request, Response, serve_http
 
 # Request latencies: 50 us (a pipelined batch on a pgserver) to 10 s (a held request).
@@ -126,10 +127,13 @@ class ScrapeCollector:
 
 
 def new_registry(*produce: Callable[[], Iterable[Metric]]) -> CollectorRegistry:
-    """A registry of this server's own collectors plus the process's CPU, memory and fds."""
+    """A registry of this server's own collectors plus the process's CPU, memory, fds and
+    cycle-collector pauses."""
     registry = CollectorRegistry(auto_describe=False)
     for function in produce:
         registry.register(ScrapeCollector(function))
+    GC_PAUSES.install()
+    registry.register(ScrapeCollector(GC_PAUSES.metrics))
     ProcessCollector(registry=registry)
     return registry
 

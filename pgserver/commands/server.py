@@ -16,6 +16,7 @@ from pgserver.glob import glob_match
 from tessera import __version__
 from tessera.command_table import COMMANDS
 from tessera.errors import CommandError
+from tessera.gcstats import GC_PAUSES
 from tessera.resp import OK, Map, RawReply
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
             ("total_commands_processed", server.commands_processed),
             ("rejected_connections", server.rejected_connections),
             ("expired_keys", ks.expired_keys),
+            *GC_PAUSES.info_fields(),
         ],
         "Replication": server.replication.info_fields(),
         "CPU": [

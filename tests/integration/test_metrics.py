@@ -133,6 +133,28 @@ def test_pgserver_counts_commands_and_reports_its_log(tmp_path: Path) -> None:
         stop(proc)
 
 
+def test_pgserver_reports_cycle_collector_pauses(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    proc, port = start_pgserver(tmp_path / "pg", None, "--metrics-port", str(metrics_port))
+    try:
+        client = redis.Redis(port=port)
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(5000):  # each command parsed allocates a list: collections run
+                pipe.hset(f"h{i}", "field", "v")
+            pipe.execute()
+        samples = scrape(metrics_port)
+        assert value(samples, "tessera_gc_collections_total", generation="0") > 0
+        assert value(samples, "tessera_gc_pause_seconds_total", generation="0") > 0
+        assert value(samples, "tessera_gc_pause_max_seconds", generation="0") > 0
+        stats = client.info("stats")
+        assert stats["gc_collections"] > 0
+        assert stats["gc_full_collections"] >= 0
+        assert 0 < float(stats["gc_pause_max_ms"]) <= float(stats["gc_pause_total_ms"])
+        client.close()
+    finally:
+        stop(proc)
+
+
 def test_master_reports_its_slave_lag_and_commit_latency(tmp_path: Path) -> None:
     m_metrics, s_metrics = free_port(), free_port()
     master, m_port = start_pgserver(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 
@@ -69,6 +70,36 @@ def test_set_get_delete_and_partition_index(ks: Keyspace) -> None:
     assert not ks.delete(b"a")
     assert b"a" not in ks.keys_in_partition(pn(b"a"))
     assert ks.get(b"a") is None
+
+
+def test_the_partition_index_is_invisible_to_the_cycle_collector(ks: Keyspace) -> None:
+    """A full collection must not walk the keys: with a million keys in sets of the
+    partition index it stalled every client for ~100 ms (docs/benchmarks.md)."""
+    for i in range(20_000):
+        ks.set(b"s%d" % i, b"v")
+        ks.add_new(b"h%d" % i, {b"field": b"v"})
+    ks.delete(b"s0")
+    gc.collect()
+    assert not gc.is_tracked(ks.expires)
+    assert not any(gc.is_tracked(keys) for keys in ks.by_partition)
+    assert sum(len(keys) for keys in ks.by_partition) == len(ks.data) == 39_999
+
+
+def test_a_frozen_keyspace_is_out_of_the_collectors_sight() -> None:
+    """Frozen while empty (as a server does before serving), `data` stays out of every
+    collection even once hashes and lists are stored in it."""
+    ks = Keyspace()
+    try:
+        ks.freeze_for_collector()
+        ks.add_new(b"h", {b"field": b"v"})
+        ks.add_new(b"l", deque([b"x"]))
+        ks.set(b"s", b"v")
+        tracked = gc.get_objects()
+        assert not any(obj is ks.data for obj in tracked)
+        assert ks.data[b"s"] == b"v"
+        assert len(ks.data) == 3
+    finally:
+        gc.unfreeze()
 
 
 def test_lazy_expiry_keeps_the_deadline_millisecond(ks: Keyspace, clock: Clock) -> None:
