@@ -650,6 +650,19 @@ def tessera_move(
     return result
 
 
+def gc_pauses(cluster: LocalCluster) -> str:
+    """Each process's full collections and longest collector pause (INFO stats)."""
+    parts = []
+    for member in cluster.members.values():
+        fields = cluster.info(member)
+        parts.append(
+            f"{member.id} full {fields['gc_full_collections']} max {fields['gc_pause_max_ms']} ms"
+        )
+    fields = cluster.client(password=cluster.secret).info("stats")
+    parts.append(f"gateway full {fields['gc_full_collections']} max {fields['gc_pause_max_ms']} ms")
+    return ", ".join(parts)
+
+
 def bench_tessera(args: argparse.Namespace) -> tuple[list[RunResult], int | None]:
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -675,6 +688,7 @@ def bench_tessera(args: argparse.Namespace) -> tuple[list[RunResult], int | None
                     print(f"  move partitions 0-2047 to PG {target_pg}, {mode} ...", flush=True)
                     result = tessera_move(cluster, target_pg, mode, args)
                     print("   ", one_line(result), flush=True)
+                    print("    cycle-collector pauses so far:", gc_pauses(cluster), flush=True)
                     results.append(result)
                 missing: int | None = sum(
                     parallel(check_worker, ports, None, args.keys, args.value_size, args.fill_procs)

@@ -21,6 +21,7 @@ from tessera.security import (
     warn_if_exposed,
     zk_auth_from,
 )
+from tessera.slowsteps import instruments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +83,7 @@ def main() -> None:
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             keep_migrations=args.keep_migrations,
         )
-        trio.run(_serve, Confmaster(config))
+        trio.run(_serve, Confmaster(config), instruments=instruments(args.slow_step_ms))
 
     run_main("confmaster", body)
 

@@ -30,6 +30,7 @@ from tessera.security import (
     warn_if_exposed,
     zk_auth_from,
 )
+from tessera.slowsteps import instruments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +189,7 @@ def main() -> None:
             if config.metrics_port:
                 update["metrics_port"] = config.metrics_port + worker
             config = config.model_copy(update=update)
-        trio.run(_run, config, assignments, args)
+        trio.run(_run, config, assignments, args, instruments=instruments(args.slow_step_ms))
 
     run_main("gateway", body)
 

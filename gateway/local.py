@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gateway.commands import KINDS, Kind
 from tessera import __version__
+from tessera.gcstats import GC_PAUSES
 from tessera.metrics import by_command
 from tessera.resp import Map, RawReply, encode, encode_error
 
@@ -260,6 +261,7 @@ class LocalCommands:
                         "map_refresh_updates",
                     )
                 ],
+                *GC_PAUSES.info_fields(),
             ],
             "Commandstats": [
                 (f"cmdstat_{name}", f"calls={count},failed_calls={errors.get(name, 0)}")

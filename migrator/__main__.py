@@ -39,6 +39,7 @@ from tessera.security import (
     add_cluster_secret_argument,
     resolve_secret,
 )
+from tessera.slowsteps import instruments
 
 PROG = "migrator"
 
@@ -315,7 +316,7 @@ def main() -> None:
             on_progress=Printer(args.progress_interval_ms / 1000),
             save_state=save,
         )
-        trio.run(main_async, mover, args)
+        trio.run(main_async, mover, args, instruments=instruments(args.slow_step_ms))
 
     run_main(PROG, body)  # a state file that is not one: a ValidationError, one line
 

@@ -25,6 +25,7 @@ from tessera.security import (
     requirepass_from,
     warn_if_exposed,
 )
+from tessera.slowsteps import instruments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +137,7 @@ def main() -> None:
             log_enabled=not args.no_log,
             managed=args.managed,
         )
-        trio.run(_serve, PgServer(config), args.banner)
+        trio.run(_serve, PgServer(config), args.banner, instruments=instruments(args.slow_step_ms))
 
     run_main("pgserver", body)
 

@@ -30,6 +30,7 @@ from pgserver.checkpoint import (
     snapshot_name,
     write_snapshot,
 )
+from pgserver.children import enter_background
 from pgserver.config import PgServerConfig
 from pgserver.keyspace import Keyspace
 from pgserver.log import ReplicationLog
@@ -272,6 +273,7 @@ class Durability:
         if pid == 0:  # the child: write and leave without running any parent cleanup
             status = 1
             try:
+                enter_background()
                 ks = self.keyspace
                 expires = ks.expires
                 write_snapshot(path, ((k, v, expires.get(k)) for k, v in ks.data.items()), info)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import trio
 
+from pgserver.children import enter_background
 from pgserver.dump import range_entries, write_dump
 from pgserver.log import ReplicationLog
 from pgserver.log_filter import TailStopped, record_wanted, select_commands, tail_frame
@@ -172,6 +173,7 @@ class Migration:
         if pid == 0:  # the child: write and leave without running any parent cleanup
             status = 1
             try:
+                enter_background()
                 entries = range_entries(ks, ranges)
                 written = write_dump(path, entries, chunk_elements, frame_bytes)
                 path.with_suffix(".keys").write_text(str(written))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -137,4 +138,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-json",
         action="store_true",
         help="log one JSON object per line (ts, level, logger, msg and structured fields)",
+    )
+    default_slow = os.environ.get("TESSERA_SLOW_STEP_MS")
+    parser.add_argument(
+        "--slow-step-ms",
+        type=float,
+        default=float(default_slow) if default_slow else None,
+        metavar="MS",
+        help="log every event-loop task step that takes MS or longer, with the task's name "
+        "(a diagnostic; default: off, or $TESSERA_SLOW_STEP_MS)",
     )

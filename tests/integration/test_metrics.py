@@ -86,6 +86,9 @@ def test_gateway_counts_commands_errors_latency_and_connections(tmp_path: Path) 
         assert delta("tessera_gateway_connections_received_total") == 0
         assert value(after, "tessera_gateway_backend_connections") == 2
         assert value(after, "tessera_gateway_held_requests") == 0
+        for generation in "012":  # collector pauses are reported even when there were none
+            assert ("tessera_gc_pause_max_seconds", (("generation", generation),)) in after
+        assert "gc_pause_max_ms" in client.info("stats")
         other = cluster.gateway.client(protocol=2)
         other.ping()
         assert value(scrape(metrics_port), "tessera_gateway_connections_received_total") == (
