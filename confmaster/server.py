@@ -41,6 +41,7 @@ from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_jobs
 from confmaster.metrics import ConfmasterMetrics
 from confmaster.metrics import collect as confmaster_metrics
 from tessera.errors import CoordinationError
+from tessera.gcstats import freeze_startup_heap
 from tessera.http import HttpError, Request, Response, serve_http
 from tessera.layout import (
     CONFMASTER,
@@ -122,6 +123,7 @@ class Confmaster:
         try:
             for path in (ROOT, f"{ROOT}/clusters", CONFMASTER, ELECTION):
                 await self.zk.ensure_path(path)
+            freeze_startup_heap()
             async with trio.open_nursery() as nursery:
                 self.port = await nursery.start(
                     serve_http,

@@ -44,7 +44,7 @@ from gateway.metrics import collect as gateway_metrics
 from gateway.routing import Backend, PartitionMap
 from tessera.command_table import COMMANDS
 from tessera.errors import ConfigError
-from tessera.gcstats import GC_PAUSES
+from tessera.gcstats import GC_PAUSES, freeze_startup_heap
 from tessera.keys import command_keys
 from tessera.metrics import Histogram, new_registry, serve_metrics
 from tessera.partition import keyslot
@@ -353,6 +353,7 @@ class GatewayServer:
 
         listener = _listen(self.config.bind, self.config.port, reuse_port=self.config.workers > 1)
         self.port = listener.getsockname()[1]
+        freeze_startup_heap()
         GC_PAUSES.install()
         admin = AdminServer(self)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from tessera.gcstats import GcPauses
+from tessera.gcstats import GcPauses, freeze_startup_heap
 
 
 def test_counts_and_times_real_collections() -> None:
@@ -35,3 +35,18 @@ def test_uninstalled_counters_stay_still() -> None:
     pauses = GcPauses()
     gc.collect()
     assert pauses.collections == [0, 0, 0]
+
+
+def test_the_startup_heap_is_left_out_of_later_collections() -> None:
+    class Config:
+        """Stands for what a service builds before it serves."""
+
+    before = Config()
+    try:
+        freeze_startup_heap()
+        during = Config()
+        tracked = gc.get_objects()
+        assert not any(obj is before for obj in tracked)
+        assert any(obj is during for obj in tracked)
+    finally:
+        gc.unfreeze()
