@@ -672,6 +672,9 @@ def bench_tessera(args: argparse.Namespace) -> tuple[list[RunResult], int | None
             cluster = LocalCluster(
                 zk, f"/bench-{uuid.uuid4().hex[:8]}", Path(tmp), pgs=2, replicas=1
             )
+            if args.confmaster_log is not None:
+                cluster.log_level = "info"  # every job step, with its time
+                cluster.confmaster_log = args.confmaster_log
             try:
                 cluster.start()
                 ports = [cluster.gateway_port]
@@ -844,6 +847,11 @@ def main() -> None:
     parser.add_argument("--load-clients", type=int, default=4)
     parser.add_argument("--fill-procs", type=int, default=4, help="processes loading keys")
     parser.add_argument("--move-timeout", type=float, default=600, help="seconds per move")
+    parser.add_argument(
+        "--confmaster-log",
+        type=Path,
+        help="write the confmaster's log (info level: each job step with its time) here",
+    )
     parser.add_argument("--skip-redis", action="store_true")
     parser.add_argument("--skip-tessera", action="store_true")
     args = parser.parse_args()
