@@ -471,10 +471,17 @@ class Replication:
                 if records:
                     if not self._following(generation):
                         return  # the role changed while this data was on its way
-                    # Logged and applied with no checkpoint in between: a role change
-                    # (which cancels this task) never finds the log ahead of the keyspace.
+                    # Acknowledged once in the log file, as nbase-arc's replicator does,
+                    # then applied: the master's commit does not wait for the slave to
+                    # execute the batch. Nothing between the log write and the apply
+                    # yields to other tasks (the ack goes out with a non-blocking send),
+                    # so no role change or checkpoint ever finds the log ahead of the
+                    # keyspace.
                     log_.append_raw(buf[:consumed])
                     buf = buf[consumed:]
+                    log_.write()
+                    ack = encode_command([b"TSR.ACK", b"%d" % log_.end_lsn])
+                    sent = _send_now(stream, ack)
                     server.logging = False
                     try:
                         for record in records:
@@ -485,9 +492,9 @@ class Replication:
                                 server.apply_replicated(argv, record.timestamp_ms)
                     finally:
                         server.logging = server.config.log_enabled
-                    log_.write()
                     self.slave_applied_lsn = log_.end_lsn
-                    await stream.send_all(encode_command([b"TSR.ACK", b"%d" % log_.end_lsn]))
+                    if sent < len(ack):
+                        await stream.send_all(ack[sent:])
             chunk = await stream.receive_some(1 << 20)
             if not chunk:
                 raise ReplicationError("master closed the replication stream")
@@ -535,3 +542,15 @@ async def _handshake_line(stream: trio.SocketStream, buf: bytes) -> tuple[bytes,
         buf += chunk
     line, _, rest = buf.partition(b"\r\n")
     return line, rest
+
+
+def _send_now(stream: trio.SocketStream, data: bytes) -> int:
+    """Send what the socket takes without waiting (its fd is non-blocking); the bytes sent.
+
+    0 on a full buffer or a broken connection: the caller's `send_all` of the rest then
+    waits or reports the broken stream the usual way.
+    """
+    try:
+        return os.write(stream.socket.fileno(), data)
+    except OSError:
+        return 0
