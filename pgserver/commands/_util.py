@@ -49,6 +49,22 @@ def parse_float(raw: bytes, error: str = NOT_FLOAT) -> float:
     return value
 
 
+# A negative count (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER) asks for that many picks with
+# repeats, whatever the collection's size. Redis streams such a reply; this server builds it
+# in memory first, so `SRANDMEMBER s -10000000000` would take the machine's memory before
+# the first byte went out. Bigger requests are refused instead.
+MAX_RANDOM_PICKS = 10_000_000
+
+
+def check_random_picks(picks: int) -> None:
+    """Refuse a reply of more than MAX_RANDOM_PICKS random picks with repeats."""
+    if picks > MAX_RANDOM_PICKS:
+        raise CommandError(
+            f"ERR value is out of range, a negative count may ask for at most "
+            f"{MAX_RANDOM_PICKS} elements"
+        )
+
+
 def wrong_arity(name: str) -> CommandError:
     return CommandError(f"ERR wrong number of arguments for '{name}' command")
 

@@ -21,6 +21,7 @@ from pgserver.commands._util import (
     NOT_FLOAT,
     OVERFLOW,
     SYNTAX,
+    check_random_picks,
     parse_int,
     try_int,
     wrong_arity,
@@ -448,6 +449,7 @@ def hrandfield(ctx: Context, argv: list[bytes]) -> object:
     if count < 0 or count == 1:
         # Repeats allowed (or a single pick): independent uniform picks, in random order.
         k = -count if count < 0 else 1
+        check_random_picks(k)
         if not withvalues:
             return random.choices(list(h), k=k)
         picked: list[tuple[bytes, bytes]] = random.choices(list(h.items()), k=k)

@@ -15,7 +15,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, cast
 
 from pgserver.commands import command
-from pgserver.commands._util import INT64_MAX, INT64_MIN, SYNTAX, try_int
+from pgserver.commands._util import INT64_MAX, INT64_MIN, SYNTAX, check_random_picks, try_int
 from pgserver.commands.hashes import parse_range_long, parse_scan_cursor, parse_scan_options
 from pgserver.keyspace import WRONGTYPE
 from tessera.errors import CommandError
@@ -188,6 +188,7 @@ def srandmember(ctx: Context, argv: list[bytes]) -> object:
     if s is None or count == 0:
         return []
     if count < 0:
+        check_random_picks(-count)
         return random.choices(tuple(s), k=-count)
     if count == 1:
         return [_random_member(s)]

@@ -15,7 +15,14 @@ import re
 from typing import TYPE_CHECKING
 
 from pgserver.commands import command, sorted_sets_ranges
-from pgserver.commands._util import INT64_MAX, NOT_FLOAT, SYNTAX, parse_int, try_int
+from pgserver.commands._util import (
+    INT64_MAX,
+    NOT_FLOAT,
+    SYNTAX,
+    check_random_picks,
+    parse_int,
+    try_int,
+)
 from pgserver.commands.sorted_sets_ranges import lookup, strict_float, with_scores
 from pgserver.glob import compile_glob
 from pgserver.keyspace import WRONGTYPE
@@ -253,6 +260,7 @@ def zrandmember(ctx: Context, argv: list[bytes]) -> object:
     items: list[Item]
     if count < 0 or count == 1:
         # Drawn independently: members may repeat, as with a negative count.
+        check_random_picks(abs(count))
         randrange = random.randrange
         items = [index[randrange(size)] for _ in range(abs(count))]
     elif count >= size:

@@ -145,3 +145,26 @@ def test_long_double(old: bytes | None, incr: bytes, expected: bytes | None) -> 
 )
 def test_long_double_rejects(raw: bytes) -> None:
     assert parse_long_double(raw) is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("SRANDMEMBER", "s", "-10000000001"),
+        ("HRANDFIELD", "h", "-10000000001"),
+        ("HRANDFIELD", "h", "-10000000001", "WITHVALUES"),
+        ("ZRANDMEMBER", "z", "-10000000001"),
+        ("ZRANDMEMBER", "z", "-10000000001", "WITHSCORES"),
+    ],
+)
+def test_a_huge_negative_count_is_refused_not_built(
+    session: Session, command: tuple[str, ...]
+) -> None:
+    """Ten billion picks would take the machine's memory before a reply went out."""
+    session("SADD", "s", "a")
+    session("HSET", "h", "f", "v")
+    session("ZADD", "z", "1", "m")
+    reply = session(*command)
+    assert reply.startswith(b"-ERR value is out of range, a negative count may ask for at most")
+    assert session("SRANDMEMBER", "s", "-3") == b"*3\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n"
+    assert session(command[0], "missing", "-10000000001") == b"*0\r\n"  # as Redis: empty
