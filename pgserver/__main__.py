@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-log-mb", type=int, default=256, help="log kept behind the newest checkpoint"
     )
+    parser.add_argument(
+        "--dump-idle-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="drop a finished migration dump that nobody has read for this long",
+    )
     parser.add_argument("--banner", action="store_true", help="print how to connect once listening")
     add_common_arguments(parser)
     return parser
@@ -134,6 +141,7 @@ def main() -> None:
             checkpoint_every_mb=args.checkpoint_every_mb,
             log_segment_mb=args.log_segment_mb,
             keep_log_mb=args.keep_log_mb,
+            dump_idle_timeout_s=args.dump_idle_timeout,
             log_enabled=not args.no_log,
             managed=args.managed,
         )

@@ -35,6 +35,11 @@ class PgServerConfig(BaseModel):
     log_segment_mb: int = Field(default=64, ge=1)
     checkpoint_every_mb: int = Field(default=256, ge=0)  # 0: only on BGSAVE/SAVE
     keep_log_mb: int = Field(default=256, ge=0)  # log kept behind a checkpoint for slaves
+    # A finished migration dump nobody has asked about for this long is dropped: its mover
+    # died without TSR.DUMPDROP, and the dump would otherwise keep its file and hold back
+    # log truncation (from its LSN) until a restart. A mover that comes back later starts
+    # a new dump, as it does after a restart of the source.
+    dump_idle_timeout_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _one_password(self) -> PgServerConfig:

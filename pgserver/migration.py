@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tessera.pgserver.migration")
 
 _TICK_S: Final = 0.005
+_DUMP_IDLE_CHECK_S: Final = 1.0
 _MAX_RUNNING_DUMPS: Final = 4
 MAX_DUMP_READ: Final = 8 << 20
 # A tail reads the log a window at a time (bounding what one read decodes), for at most
@@ -72,6 +74,7 @@ class DumpJob:
     started: float
     fork_ms: float  # how long fork() held the event loop: the dump's only cost to clients
     state: DumpState = "running"
+    last_used: float = field(default_factory=time.monotonic)  # started, read or asked about
 
     @property
     def keys_path(self) -> Path:
@@ -118,9 +121,12 @@ class Migration:
     async def run(self) -> None:
         while True:
             if not self._busy():
-                await self._work.wait()
+                # Finished dumps need no ticks, only a look now and then for idle ones.
+                with trio.move_on_after(_DUMP_IDLE_CHECK_S if self.dumps else math.inf):
+                    await self._work.wait()
                 self._work = trio.Event()
             await trio.sleep(_TICK_S)
+            self._drop_idle_dumps()
             self._poll_dumps()
             self._pump_tails()
             self._delete_step()
@@ -200,11 +206,26 @@ class Migration:
         if job is None:
             raise CommandError(
                 f"ERR no dump {job_id.decode('utf-8', 'replace')!r} "
-                "(dumps are forgotten on restart and on TSR.DUMPDROP)"
+                "(dumps are forgotten on restart, on TSR.DUMPDROP and when left unused)"
             )
+        job.last_used = time.monotonic()
         if job.state == "running":
             self._reap(job)
         return job
+
+    def _drop_idle_dumps(self) -> None:
+        """Drop finished dumps nobody has used for the configured idle timeout."""
+        limit = self.server.config.dump_idle_timeout_s
+        now = time.monotonic()
+        for job in list(self.dumps.values()):
+            if job.state != "running" and now - job.last_used >= limit:
+                log.warning(
+                    "dump %s of %s dropped: not read for %.0f s (its migrator is gone)",
+                    job.id,
+                    job.ranges,
+                    now - job.last_used,
+                )
+                self.drop_dump(job.id)
 
     def read_dump(self, job_id: bytes, offset: int, count: int) -> bytes:
         """Up to `count` bytes of the dump from `offset` (TSR.DUMPREAD)."""

@@ -612,3 +612,27 @@ def test_load_reply_waits_until_its_writes_are_committed(tmp_path: Path) -> None
     finally:
         stop(master)
         stop(slave)
+
+
+def test_a_dump_nobody_reads_any_more_is_dropped(tmp_path: Path) -> None:
+    """A mover that died without TSR.DUMPDROP must not leave its dump (file and retained
+    log) behind until a restart: once idle for --dump-idle-timeout, it is dropped."""
+    proc, port = start_pgserver(tmp_path, None, "--dump-idle-timeout", "1.5")
+    try:
+        client = redis.Redis(port=port)
+        client.mset({f"k{i}": "v" for i in range(100)})
+        _lsn, abandoned = start_dump(client, "0-8191")
+        _lsn, in_use = start_dump(client, "0-8191")
+        assert read_dump(client, abandoned)
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:  # the mover of `in_use` keeps asking about it
+            assert as_dict(call(client, "TSR.DUMPSTATUS", in_use))[b"state"] != b"failed"
+            time.sleep(0.3)
+        with pytest.raises(redis.ResponseError, match="no dump"):
+            call(client, "TSR.DUMPSTATUS", abandoned)
+        assert as_dict(call(client, "TSR.DUMPSTATUS", in_use))[b"state"] == b"done"
+        files = sorted(p.name for p in (tmp_path / "migration").iterdir())
+        assert files == [f"dump-{in_use.decode()}.keys", f"dump-{in_use.decode()}.resp"]
+        client.close()
+    finally:
+        stop(proc)
