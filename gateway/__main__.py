@@ -185,7 +185,7 @@ def main() -> None:
                 _die_with_parent()
                 break
         if worker:
-            update = {"admin_port": config.admin_port + worker}
+            update = {"admin_port": config.admin_port + worker, "worker": worker}
             if config.metrics_port:
                 update["metrics_port"] = config.metrics_port + worker
             config = config.model_copy(update=update)

@@ -42,3 +42,6 @@ class GatewayConfig(BaseModel):
     max_multibulk_len: int = Field(default=1024 * 1024, ge=1)
     max_inline_bytes: int = Field(default=64 * 1024, ge=1)
     workers: int = Field(default=1, ge=1, le=64)
+    # Which of the --workers processes this one is (0: the first). Each registers in
+    # ZooKeeper under its own name, so a migration's cutover blocks every worker.
+    worker: int = Field(default=0, ge=0, le=63)

@@ -115,9 +115,15 @@ class ZkMapSource:
             await trio.sleep(REFRESH_INTERVAL_S)
 
     async def _register(self, gateway: GatewayServer) -> None:
-        """An ephemeral node per gateway; re-created after a lost session, and taken over
-        once a node of another session under the same name is gone."""
+        """An ephemeral node per gateway process; re-created after a lost session, and
+        taken over once a node of another session under the same name is gone.
+
+        Named HOST:PORT, and HOST:PORT#K for worker K > 0 of a `--workers` gateway: the
+        workers share the client port but each has its own admin port, and the cutover
+        must block every one of them."""
         ident = f"{gateway.config.bind}:{gateway.port}"
+        if gateway.config.worker:
+            ident += f"#{gateway.config.worker}"
         path = f"{live_gateways_path(self.cluster)}/{ident}"
         payload = json.dumps({"admin_port": gateway.admin_port, "pid_port": gateway.port}).encode()
         states = self.zk.states()
@@ -129,7 +135,7 @@ class ZkMapSource:
                 if owner != self.zk.session_id:
                     # A gateway killed and restarted on this port left its node behind (with
                     # its old admin port) until its session expires, and the expiry would
-                    # unregister us; or another worker of ours holds it. Take over once gone.
+                    # unregister us. Take over once gone.
                     if owner is not None:
                         await trio.sleep(TAKEOVER_POLL_S)
                     continue

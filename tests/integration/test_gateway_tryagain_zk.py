@@ -182,3 +182,56 @@ async def test_a_restarted_gateway_takes_over_the_registration_its_old_self_left
             nursery.cancel_scope.cancel()
     finally:
         await source.close()
+
+
+def test_every_worker_of_a_gateway_registers_with_its_own_admin_port(
+    confmaster: int, zk_server: ZooKeeperServer, zk_chroot: str, tmp_path: Path
+) -> None:
+    """A --workers gateway shares its client port, not its admin port: the cutover has to
+    block each worker, so each must be found in gateways_live."""
+    pg, pg_port = start_pgserver(tmp_path / "pg")
+    gw_port = free_port()
+    gateway = None
+    try:
+        cli(confmaster, "cluster", "create", "default", "--pgs", "1")
+        cli(confmaster, "pgs", "add", "--pg", "0", f"127.0.0.1:{pg_port}")
+        gateway = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gateway", "--port", str(gw_port)),
+                *("--admin-port", "0", "--workers", "2", "--log-level", "warning"),
+                *("--zk", zk_server.address, "--zk-chroot", zk_chroot),
+            ],
+            cwd=REPO,
+        )
+        wait_for_port(gw_port, gateway)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{confmaster}/clusters/default", timeout=10
+        ) as reply:
+            assert reply.status == 200
+
+        async def registered() -> dict[str, int]:
+            zk = ZkClient(zk_server.address, chroot=zk_chroot)
+            await zk.start()
+            try:
+                live = live_gateways_path("default")
+                with trio.fail_after(20):
+                    while True:
+                        children = await zk.children(live) if await zk.exists(live) else []
+                        if len(children) >= 2:
+                            break
+                        await trio.sleep(0.05)
+                return {
+                    child: json.loads((await zk.get(f"{live}/{child}"))[0])["admin_port"]
+                    for child in children
+                }
+            finally:
+                await zk.stop()
+
+        found = trio.run(registered)
+        assert set(found) == {f"127.0.0.1:{gw_port}", f"127.0.0.1:{gw_port}#1"}
+        assert len(set(found.values())) == 2  # two admin ports, one per worker
+        assert redis.Redis(port=gw_port).set("k", "v")
+    finally:
+        if gateway is not None:
+            stop(gateway)
+        stop(pg)
