@@ -14,6 +14,7 @@ from tessera.metrics import (
     GaugeMetricFamily,
     Metric,
     by_command,
+    per_command,
 )
 
 if TYPE_CHECKING:
@@ -62,22 +63,16 @@ _STAT_COUNTERS = {
 
 
 def collect(server: GatewayServer) -> Iterator[Metric]:
-    commands = CounterMetricFamily(
+    yield per_command(
         P + "commands_total",
         "Commands received, per command (unknown names count as 'unknown').",
-        labels=["command"],
+        by_command(server.calls),
     )
-    for name, count in sorted(by_command(server.calls).items()):
-        commands.add_metric([name], count)
-    yield commands
-    errors = CounterMetricFamily(
+    yield per_command(
         P + "command_errors_total",
         "Commands answered with an error (by the gateway or a backend), per command.",
-        labels=["command"],
+        by_command(server.errors),
     )
-    for name, count in sorted(by_command(server.errors).items()):
-        errors.add_metric([name], count)
-    yield errors
     yield server.latency.family(
         P + "request_latency_seconds",
         "Per client read batch (not per command): from the read of the requests to the "

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tessera.metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from tessera.metrics import CounterMetricFamily, GaugeMetricFamily, Metric, per_command
 
 if TYPE_CHECKING:
     from pgserver.server import PgServer
@@ -19,25 +19,18 @@ P = "tessera_pgserver_"
 ROLES = ("master", "slave", "none")
 
 
-def _per_command(name: str, text: str, counts: dict[str, int]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, text, labels=["command"])
-    for command, count in sorted(counts.items()):
-        family.add_metric([command], count)
-    return family
-
-
 def collect(server: PgServer) -> Iterator[Metric]:
-    yield _per_command(
+    yield per_command(
         P + "commands_total",
         "Commands executed for clients, per command (unknown names count as 'unknown').",
         server.command_calls,
     )
-    yield _per_command(
+    yield per_command(
         P + "command_errors_total",
         "Client commands answered with an error, per command.",
         server.command_errors,
     )
-    yield _per_command(
+    yield per_command(
         P + "applied_commands_total",
         "Commands applied from the log: replayed at start, or replicated from the master.",
         server.applied_calls,

@@ -58,6 +58,7 @@ __all__ = [
     "ScrapeCollector",
     "by_command",
     "new_registry",
+    "per_command",
     "serve_metrics",
 ]
 
@@ -114,6 +115,14 @@ def by_command(counts: Mapping[bytes, int]) -> dict[str, int]:
         name = raw.decode("utf-8", "replace").lower()
         merged[name] = merged.get(name, 0) + count
     return merged
+
+
+def per_command(name: str, text: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter family labelled by command, one sample per command name."""
+    family = CounterMetricFamily(name, text, labels=["command"])
+    for command, count in sorted(counts.items()):
+        family.add_metric([command], count)
+    return family
 
 
 class ScrapeCollector:
