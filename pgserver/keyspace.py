@@ -6,8 +6,8 @@ Every key is also filed under its partition number, so counting, dumping or dele
 partition range costs time proportional to the keys in that range, not to the keyspace.
 That index is a dict per partition (keys -> None), not a set: a dict holding only bytes is
 invisible to Python's cycle collector, while 8192 sets holding a million keys made every
-full collection walk them all (~60-100 ms with 1M keys, a pause every client saw); see
-also `freeze_for_collector`.
+full collection walk them all (~60-100 ms with 1M keys, a pause every client saw). The
+server also freezes `data` before serving (tessera.gcstats.freeze_startup_heap).
 Expiry is lazy on access plus an active sweep driven by a heap of deadlines.
 
 Migration marks partitions (docs/migration-pgserver.md): keys of *importing* partitions
@@ -18,7 +18,6 @@ being handed over and the dispatcher refuses commands on their keys.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import itertools
 import random
@@ -85,23 +84,6 @@ class Keyspace:
         # Deadlines the active sweep reached while their partition was importing: put
         # back on the heap when the import ends, so those keys then expire as usual.
         self._parked: list[tuple[int, bytes]] = []
-
-    def freeze_for_collector(self) -> None:
-        """Put everything alive now, this keyspace's dicts included, where Python's cycle
-        collector never looks again (`gc.freeze`), so a full collection does not walk the
-        keys: with a million keys that walk stalled every client for tens of ms.
-
-        Called once the server has recovered, before it serves. `data` is made tracked
-        first: a dict holding only bytes is untracked, but storing the first hash or list
-        in it tracks it again, in the youngest generation, and every full collection
-        would then walk all its keys. Tracked and frozen it stays out of sight. Values
-        never hold reference cycles, so freezing them hides nothing the collector frees.
-        """
-        gc.collect()
-        sentinel = object()
-        self.data[sentinel] = []  # type: ignore[index, assignment]
-        del self.data[sentinel]  # type: ignore[arg-type]
-        gc.freeze()
 
     # ------------------------------------------------------------------ time
 

@@ -36,7 +36,7 @@ from pgserver.metrics import collect as pgserver_metrics
 from pgserver.migration import Migration
 from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
-from tessera.gcstats import GC_PAUSES
+from tessera.gcstats import GC_PAUSES, freeze_startup_heap
 from tessera.metrics import Histogram, new_registry, serve_metrics
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
 
@@ -257,7 +257,7 @@ class PgServer:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         if self.recovery is None:
             self.recover()
-        self.keyspace.freeze_for_collector()
+        freeze_startup_heap(self.keyspace.data)  # the keys stay out of full collections
         GC_PAUSES.install()
         self.migration.forget_dumps()
         listener = self._listen()

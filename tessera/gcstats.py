@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -85,13 +86,22 @@ class GcPauses:
 GC_PAUSES = GcPauses()
 
 
-def freeze_startup_heap() -> None:
-    """Hide everything alive now (modules, classes, functions, config: ~40k objects that
-    live as long as the process) from future collections, as CPython's docs suggest for
-    servers, so a full collection walks only what the process made while serving.
+def freeze_startup_heap(*pinned: dict[Any, Any]) -> None:
+    """Hide everything alive now from future collections (`gc.freeze`, as CPython's docs
+    suggest for servers), so a full collection walks only what the process made while
+    serving: a service's ~40k startup objects (modules, classes, functions), and a
+    pgserver's keyspace with its million keys.
 
-    Called once by a service that has finished starting, before it serves. Anything frozen
-    that later becomes garbage in a reference cycle is never freed; startup objects do not.
+    Each `pinned` dict is made tracked just before the freeze, so it is frozen too. A dict
+    holding only bytes is untracked; storing the first container in it later would track it
+    again, in the youngest generation, and every full collection would then walk all its
+    entries. Called once by a service that has finished starting, before it serves.
+    Anything frozen that later becomes garbage in a reference cycle is never freed:
+    startup objects and keyspace values do not form cycles.
     """
     gc.collect()
+    for mapping in pinned:
+        sentinel = object()
+        mapping[sentinel] = []  # a container value: the dict is tracked from now on
+        del mapping[sentinel]
     gc.freeze()

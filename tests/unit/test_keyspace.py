@@ -11,6 +11,7 @@ import pytest
 from pgserver.keyspace import Keyspace
 from pgserver.zset import ZSet
 from tessera.errors import CommandError
+from tessera.gcstats import freeze_startup_heap
 from tessera.partition import PARTITIONS, pn
 
 
@@ -90,7 +91,7 @@ def test_a_frozen_keyspace_is_out_of_the_collectors_sight() -> None:
     collection even once hashes and lists are stored in it."""
     ks = Keyspace()
     try:
-        ks.freeze_for_collector()
+        freeze_startup_heap(ks.data)
         ks.add_new(b"h", {b"field": b"v"})
         ks.add_new(b"l", deque([b"x"]))
         ks.set(b"s", b"v")
