@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -85,25 +86,29 @@ def start_redis(port: int | None = None, *extra: str) -> tuple[subprocess.Popen[
 
 
 def start_pgserver(
-    data_dir: Path, port: int | None = None, *extra: str
+    data_dir: Path, port: int | None = None, *extra: str, stderr: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """A pgserver process, serving once this returns; its stderr goes to `stderr` if set."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgserver",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(stderr.open("wb")) if stderr is not None else None
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pgserver",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stderr=sink,
+        )
     wait_for_port(port, proc)
     return proc, port
 

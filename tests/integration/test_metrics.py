@@ -353,25 +353,14 @@ def test_confmaster_reports_migration_and_failover_and_logs_json_steps(
 
 
 def test_services_log_json_lines(tmp_path: Path) -> None:
-    port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()
     log_file = tmp_path / "pgserver.log"
-    with open(log_file, "wb") as sink:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pgserver",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "pg"),
-                "--metrics-port",
-                str(metrics_port),
-                "--log-json",
-            ],
-            stderr=sink,
-            cwd=REPO,
-        )
+    proc, _port = start_pgserver(
+        tmp_path / "pg",
+        None,
+        *("--metrics-port", str(metrics_port), "--log-level", "info", "--log-json"),
+        stderr=log_file,
+    )
     try:
         deadline = time.monotonic() + 30
         while "listening" not in log_file.read_text():

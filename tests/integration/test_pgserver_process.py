@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.procs import REPO, free_port, start_pgserver, stop, wait_for_port
+from tests.procs import REPO, free_port, start_pgserver, stop
 
 
 def test_redis_py_client_roundtrip(pgserver_port: int) -> None:
@@ -92,20 +92,9 @@ def test_sigterm_stops_promptly(tmp_path: Path) -> None:
 
 def test_slow_step_monitor_names_the_stalling_task(tmp_path: Path) -> None:
     """--slow-step-ms logs event-loop steps at least that long, naming the task."""
-    port = free_port()
     log_path = tmp_path / "stderr.log"
-    with log_path.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "pgserver", "--port", str(port)),
-                *("--data-dir", str(tmp_path / "data"), "--log-level", "warning"),
-                *("--slow-step-ms", "0.001"),
-            ],
-            cwd=REPO,
-            stderr=stderr,
-        )
+    proc, port = start_pgserver(tmp_path / "data", None, "--slow-step-ms", "0.001", stderr=log_path)
     try:
-        wait_for_port(port, proc)
         with redis.Redis(port=port) as client:
             client.set("k", "v")
     finally:
