@@ -663,6 +663,37 @@ def gc_pauses(cluster: LocalCluster) -> str:
     return ", ".join(parts)
 
 
+def cpu_seconds(cluster: LocalCluster) -> dict[str, float]:
+    """CPU seconds each cluster process has used so far, its reaped children (the dump
+    children) included, by a short name: the module and its data dir or port."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    members = [member.proc for member in cluster.members.values() if member.proc is not None]
+    for proc in [*members, *cluster.procs]:
+        argv = [str(arg) for arg in proc.args] if isinstance(proc.args, list) else []
+        module = argv[argv.index("-m") + 1] if "-m" in argv else "?"
+        where = ""
+        for flag in ("--data-dir", "--port"):
+            if flag in argv:
+                where = Path(argv[argv.index(flag) + 1]).name
+                break
+        try:
+            with open(f"/proc/{proc.pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # Fields after the name: state is the 3rd of stat(5); utime..cstime the 14th-17th.
+        out[f"{module} {where}".strip()] = sum(int(x) for x in fields[11:15]) / tick
+    return out
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> str:
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values())
+    parts = [f"{name} {seconds:.2f}" for name, seconds in sorted(used.items())]
+    return f"{total:.2f} s in all: " + ", ".join(parts)
+
+
 def bench_tessera(args: argparse.Namespace) -> tuple[list[RunResult], int | None]:
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -689,8 +720,16 @@ def bench_tessera(args: argparse.Namespace) -> tuple[list[RunResult], int | None
                     for pg in range(2):
                         wait_until(lambda pg=pg: cluster.in_sync(pg), 120, f"PG {pg} in sync")
                     print(f"  move partitions 0-2047 to PG {target_pg}, {mode} ...", flush=True)
+                    cpu_before = cpu_seconds(cluster)
                     result = tessera_move(cluster, target_pg, mode, args)
+                    cpu_after = cpu_seconds(cluster)
                     print("   ", one_line(result), flush=True)
+                    print(
+                        "    CPU seconds used by each process (the loaded run: 1 s of load "
+                        "before and after included):",
+                        cpu_used(cpu_before, cpu_after),
+                        flush=True,
+                    )
                     print("    cycle-collector pauses so far:", gc_pauses(cluster), flush=True)
                     results.append(result)
                 missing: int | None = sum(

@@ -40,8 +40,9 @@ _MARKER_PREFIX: Final = b"__tessera_migrator__:"
 # Commands of a dump that start a key (the rest add to it): SET for strings, DEL first for
 # collections (docs/migration-pgserver.md).
 _KEY_STARTS: Final = frozenset({b"SET", b"DEL", b"set", b"del"})
-# A framed dump's frame: TSR.LOAD <keys> <blob of commands>, forwarded to the target as is.
-_FRAME: Final = frozenset({b"TSR.LOAD", b"tsr.load"})
+# A framed dump's frames: TSR.LOAD <keys> <blob of commands> and TSR.LOADSTRINGS <keys>
+# <string block>, forwarded to the target as they are.
+_FRAME: Final = frozenset({b"TSR.LOAD", b"tsr.load", b"TSR.LOADSTRINGS", b"tsr.loadstrings"})
 
 
 # ---------------------------------------------------------------------------- marker

@@ -88,7 +88,7 @@ def fenced_reply(partition: int) -> bytes:
 def _refusal(ctx: Context, entry: Entry, argv: list[bytes]) -> bytes | None:
     """Why this pgserver may not run `argv` for this client now, if it may not."""
     server = ctx.server
-    if ctx is server._replay_ctx:
+    if ctx is server.replay_ctx:
         return None  # the master's log being applied
     role = server.replication.role
     if role == "none":

@@ -14,21 +14,27 @@ so no single command, on either side, costs more than one chunk. Keys whose dead
 already passed when the dump was taken are left out: the source logs their DEL anyway.
 Sorted-set scores are written with repr(), which round-trips every double exactly.
 
-A framed dump (TSR.DUMP ... FRAMED) holds the same commands, their RESP concatenated into
-blobs of about `frame_bytes`, each blob wrapped in one `TSR.LOAD <keys> <blob>` command
-(<keys>: the keys whose first command is in the blob). The target then parses one small
-command per frame and logs the blob as it is (pgserver/commands/migration.py, tsr_load).
+A framed dump (TSR.DUMP ... FRAMED) is what a migrator loads. Plain string keys without a
+TTL (most keys) go in string blocks (pgserver/string_blocks.py), each wrapped in one
+`TSR.LOADSTRINGS <keys> <block>` command of about `frame_bytes`, which the target and its
+slave install a partition at a time. Every other key is written as the commands above,
+their RESP concatenated into blobs of about `frame_bytes`, each blob wrapped in one
+`TSR.LOAD <keys> <blob>` command (<keys>: the keys whose first command is in the blob); the
+target parses one small command per frame and logs the blob as it is
+(pgserver/commands/migration.py). A key is in exactly one frame kind, so the two kinds may
+come in any order.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
 from pgserver.keyspace import Keyspace, Value
+from pgserver.string_blocks import MAGIC, encode_section, section_size, split_for_size
 from pgserver.zset import ZSet
 from tessera.resp import encode_command
 
@@ -102,51 +108,167 @@ def range_entries(ks: Keyspace, ranges: Iterable[tuple[int, int]]) -> Iterator[E
                 yield key, value, expire_ms
 
 
-def write_dump(
-    path: Path, entries: Iterable[Entry], chunk_elements: int, frame_bytes: int | None = None
-) -> int:
+def write_dump(path: Path, entries: Iterable[Entry], chunk_elements: int) -> int:
     """Write the commands of every entry to `path`; returns the number of keys written.
 
-    With `frame_bytes`, the commands are grouped into `TSR.LOAD <keys> <blob>` frames whose
-    blob holds at most `frame_bytes` of whole commands (a bigger command gets a frame of
-    its own). Runs in a forked child. Writes go out about a megabyte at a time, so the
-    parent can hand out the beginning of the file while the rest is still being written.
+    Runs in a forked child. Writes go out about a megabyte at a time, so the parent can
+    hand out the beginning of the file while the rest is still being written.
     """
     keys = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        pending: list[bytes] = []  # bytes for the file
+        pending: list[bytes] = []
         size = 0
-        frame: list[bytes] = []  # commands of the open frame (framed dumps)
-        frame_size = frame_keys = 0
         for key, value, expire_ms in entries:
             keys += 1
-            if frame_bytes is None:
-                for argv in key_commands(key, value, expire_ms, chunk_elements):
-                    encoded = encode_command(argv)
-                    pending.append(encoded)
-                    size += len(encoded)
-            else:
-                first = 1
-                for argv in key_commands(key, value, expire_ms, chunk_elements):
-                    encoded = encode_command(argv)
-                    if frame_size and frame_size + len(encoded) > frame_bytes:
-                        size += _close_frame(pending, frame, frame_size, frame_keys)
-                        frame, frame_size, frame_keys = [], 0, 0
-                    frame.append(encoded)
-                    frame_size += len(encoded)
-                    frame_keys += first
-                    first = 0
+            for argv in key_commands(key, value, expire_ms, chunk_elements):
+                encoded = encode_command(argv)
+                pending.append(encoded)
+                size += len(encoded)
             if size >= _WRITE_BYTES:
                 _write_all(fd, b"".join(pending))
                 pending, size = [], 0
-        if frame:
-            _close_frame(pending, frame, frame_size, frame_keys)
         if pending:
             _write_all(fd, b"".join(pending))
     finally:
         os.close(fd)
     return keys
+
+
+def write_framed_dump(
+    path: Path,
+    ks: Keyspace,
+    ranges: Iterable[tuple[int, int]],
+    chunk_elements: int,
+    frame_bytes: int,
+) -> int:
+    """Write the ranges' live keys to `path` as frames (see the module docstring); returns
+    the number of keys written. Runs in a forked child.
+
+    A partition whose keys are all plain strings without a TTL (the common case) costs a
+    few C-level operations: its keys and values are listed, checked and joined as one
+    section, with no Python step per key.
+    """
+    writer = _FrameWriter(path, frame_bytes)
+    data = ks.data
+    expires = ks.expires
+    by_partition = ks.by_partition
+    now = ks.now
+    written = 0
+    try:
+        for first, last in ranges:
+            for partition in range(first, last + 1):
+                index = by_partition[partition]
+                if not index:
+                    continue
+                keys = list(index)
+                values: list[Value] = list(map(data.__getitem__, keys))
+                with_ttl = index.keys() & expires.keys() if expires else set()
+                if (
+                    with_ttl
+                    or set(map(type, values)) != {bytes}
+                    or max(map(len, values)) > CHUNK_BYTES
+                ):
+                    plain_keys: list[bytes] = []
+                    plain_values: list[Value] = []
+                    for key, value in zip(keys, values, strict=True):
+                        if key in with_ttl:
+                            expire_ms = expires[key]
+                            if expire_ms < now:
+                                continue  # its DEL is logged by the source anyway
+                            writer.add_commands(key_commands(key, value, expire_ms, chunk_elements))
+                        elif type(value) is bytes and len(value) <= CHUNK_BYTES:
+                            plain_keys.append(key)
+                            plain_values.append(value)
+                        else:
+                            writer.add_commands(key_commands(key, value, None, chunk_elements))
+                        written += 1
+                    keys, values = plain_keys, plain_values
+                else:
+                    written += len(keys)
+                if keys:
+                    writer.add_strings(partition, keys, values)  # type: ignore[arg-type]
+        writer.finish()
+    finally:
+        writer.close()
+    return written
+
+
+class _FrameWriter:
+    """The two open frames of a framed dump, and the bytes waiting for the file."""
+
+    def __init__(self, path: Path, frame_bytes: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._frame_bytes = frame_bytes
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._sections: list[bytes] = []
+        self._sections_size = self._sections_keys = 0
+        self._commands: list[bytes] = []
+        self._commands_size = self._commands_keys = 0
+
+    def add_strings(self, partition: int, keys: list[bytes], values: list[bytes]) -> None:
+        limit = self._frame_bytes
+        if section_size(keys, values) <= limit:
+            pieces: Iterable[tuple[Sequence[bytes], Sequence[bytes]]] = [(keys, values)]
+        else:
+            pieces = split_for_size(keys, values, limit)
+        for piece_keys, piece_values in pieces:
+            section = encode_section(partition, piece_keys, piece_values)
+            if self._sections_size and self._sections_size + len(section) > limit:
+                self._close_strings()
+            self._sections.append(section)
+            self._sections_size += len(section)
+            self._sections_keys += len(piece_keys)
+
+    def add_commands(self, commands: Iterable[list[bytes]]) -> None:
+        """The commands of one key."""
+        first = 1
+        for argv in commands:
+            encoded = encode_command(argv)
+            if self._commands_size and self._commands_size + len(encoded) > self._frame_bytes:
+                self._close_commands()
+            self._commands.append(encoded)
+            self._commands_size += len(encoded)
+            self._commands_keys += first
+            first = 0
+
+    def _close_strings(self) -> None:
+        count = b"%d" % self._sections_keys
+        size = len(MAGIC) + self._sections_size
+        self._out(
+            b"*3\r\n$15\r\nTSR.LOADSTRINGS\r\n$%d\r\n%b\r\n$%d\r\n%b"
+            % (len(count), count, size, MAGIC)
+        )
+        self._out(*self._sections, b"\r\n")
+        self._sections, self._sections_size, self._sections_keys = [], 0, 0
+
+    def _close_commands(self) -> None:
+        frame: list[bytes] = []
+        _close_frame(frame, self._commands, self._commands_size, self._commands_keys)
+        self._out(*frame)
+        self._commands, self._commands_size, self._commands_keys = [], 0, 0
+
+    def _out(self, *parts: bytes) -> None:
+        self._pending.extend(parts)
+        self._pending_size += sum(map(len, parts))
+        if self._pending_size >= _WRITE_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            _write_all(self._fd, b"".join(self._pending))
+            self._pending, self._pending_size = [], 0
+
+    def finish(self) -> None:
+        if self._sections:
+            self._close_strings()
+        if self._commands:
+            self._close_commands()
+        self._flush()
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _close_frame(out: list[bytes], commands: list[bytes], size: int, keys: int) -> int:

@@ -24,6 +24,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from itertools import repeat
 
 from pgserver.zset import ZSet
 from tessera.errors import CommandError
@@ -304,6 +305,31 @@ class Keyspace:
         if expires and count:
             for key in keys_out[-count:]:
                 expires.pop(key, None)
+        return count
+
+    def install_strings(self, partition: int, keys: list[bytes], values: list[bytes]) -> None:
+        """SET each key (all of `partition`) to its value, clearing any TTL: what a run of
+        `SET key value` does, in a few C-level dict operations (TSR.LOADSTRINGS)."""
+        expires = self.expires
+        if expires:
+            deque(map(expires.pop, keys, repeat(None)), maxlen=0)
+        self.by_partition[partition].update(dict.fromkeys(keys))
+        self.data.update(zip(keys, values, strict=True))
+
+    def drop_partition(self, partition: int, big_out: list[object], big: int) -> int:
+        """Remove every key of one partition, expired or not; values with more than `big`
+        elements go to `big_out` (a background deletion frees those a piece at a time).
+        Returns how many keys it removed."""
+        keys = self.by_partition[partition]
+        count = len(keys)
+        if not count:
+            return 0
+        values = list(map(self.data.pop, keys, repeat(None)))
+        if self.expires:
+            deque(map(self.expires.pop, keys, repeat(None)), maxlen=0)
+        keys.clear()
+        if set(map(type, values)) != {bytes}:
+            big_out.extend(v for v in values if type(v) is not bytes and len(v) > big)  # type: ignore[arg-type]
         return count
 
     # ------------------------------------------------------------------ migration marks

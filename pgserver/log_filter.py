@@ -14,6 +14,10 @@ each command kept if one of its keys is wanted:
 - Keyless writes are dropped (the TSR.* marks), except FLUSHALL / FLUSHDB: they delete
   the wanted partitions too and cannot be replayed on a target that holds other data, so
   the tail stops with an error and the migration has to start again.
+- TSR.LOADSTRINGS and TSR.DROPPARTITIONS name their partitions in their arguments. They
+  only ever concern partitions this group is importing or has given away, never ones it
+  owns and streams from; should one concern a wanted partition anyway, the tail stops
+  with an error rather than guess.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ from typing import Final
 
 import hiredis
 
+from pgserver.string_blocks import block_partitions
 from tessera.errors import MigrationError
 from tessera.keys import SINGLE_KEY, command_keys
-from tessera.partition import pn
+from tessera.partition import PARTITIONS, parse_ranges, pn
 from tessera.resp import encode_command
 
 _FLUSHES: Final = frozenset({b"flushall", b"flushdb"})
 _PAIRS: Final = frozenset({b"mset"})
 _KEY_LISTS: Final = frozenset({b"del", b"unlink"})
+_PARTITION_WRITES: Final = frozenset({b"tsr.loadstrings", b"tsr.droppartitions"})
 
 
 class TailStopped(MigrationError):
@@ -78,6 +84,11 @@ def _select(argv: list[bytes], wanted: bytearray, lsn: int) -> list[bytes] | Non
                 f"ERR {name.decode().upper()} at LSN {lsn} deleted the migrating partitions "
                 "as well; it cannot be replayed on the target: restart the migration"
             )
+        if name in _PARTITION_WRITES and any(wanted[p] for p in _named_partitions(argv)):
+            raise TailStopped(
+                f"ERR {name.decode().upper()} at LSN {lsn} wrote to migrating partitions "
+                "of this group's own; it cannot be passed on: restart the migration"
+            )
         return None
     flags = [wanted[pn(key)] for key in keys]
     if all(flags):
@@ -94,6 +105,17 @@ def _select(argv: list[bytes], wanted: bytearray, lsn: int) -> list[bytes] | Non
     if name in _KEY_LISTS:
         return [argv[0], *(key for key in argv[1:] if wanted[pn(key)])]
     return argv
+
+
+def _named_partitions(argv: list[bytes]) -> list[int]:
+    """The partitions a TSR.LOADSTRINGS or TSR.DROPPARTITIONS names (what can be read)."""
+    if argv[0].lower() == b"tsr.loadstrings":
+        return sorted(block_partitions(argv[2])) if len(argv) > 2 else []
+    try:
+        ranges = parse_ranges(argv[1].decode("ascii")) if len(argv) > 1 else []
+    except ValueError:
+        return []
+    return [p for first, last in ranges for p in range(first, last + 1) if p < PARTITIONS]
 
 
 def tail_frame(end_lsn: int, timestamp_ms: int, count: int, commands: bytes) -> bytes:

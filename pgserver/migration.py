@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Final, Literal
 import trio
 
 from pgserver.children import enter_background
-from pgserver.dump import range_entries, write_dump
+from pgserver.dump import range_entries, write_dump, write_framed_dump
 from pgserver.log import ReplicationLog
 from pgserver.log_filter import TailStopped, record_wanted, select_commands, tail_frame
 from pgserver.log_format import KIND_COMMAND, Record
 from pgserver.zset import ZSet
 from tessera.errors import CommandError, StorageError
-from tessera.partition import PartitionSet, format_ranges
+from tessera.partition import PartitionSet, format_ranges, runs
 from tessera.resp import encode_error
 
 if TYPE_CHECKING:
@@ -47,12 +47,15 @@ MAX_DUMP_READ: Final = 8 << 20
 _TAIL_WINDOW: Final = 256 << 10
 _TAIL_CHUNK: Final = 4 << 20
 _TAIL_BUDGET_S: Final = 0.002
-# A range deletion removes at most this many keys, for about this long, per tick; logging
-# their DEL adds about a quarter. Measured: 250k small keys in about 0.9 s, ticks of
-# 2.3 ms at most (docs/migration-pgserver.md). Values bigger than _BIG_VALUE elements are
-# then emptied a piece at a time, for at most _FREE_BUDGET_S per tick.
-_DELETE_BATCH_KEYS: Final = 2500
-_DELETE_BUDGET_S: Final = 0.0015
+# A range deletion removes at most this many keys, for about this long, per tick, and
+# ticks come every _DELETE_TICK_S while it runs (about 60 % of one core at most). A key
+# costs about 0.8 us to remove from a big keyspace (memory bound: dict lookups of cold
+# keys); a partition emptied whole is logged as one TSR.DROPPARTITIONS, so a slave's cost
+# is the same. Values bigger than _BIG_VALUE elements are then emptied a piece at a time,
+# for at most _FREE_BUDGET_S per tick.
+_DELETE_BATCH_KEYS: Final = 8000
+_DELETE_BUDGET_S: Final = 0.003
+_DELETE_TICK_S: Final = 0.002
 _FREE_BUDGET_S: Final = 0.001
 _POP_STEP: Final = 128  # keys popped between two looks at the clock
 _BIG_VALUE: Final = 1024
@@ -125,7 +128,7 @@ class Migration:
                 with trio.move_on_after(_DUMP_IDLE_CHECK_S if self.dumps else math.inf):
                     await self._work.wait()
                 self._work = trio.Event()
-            await trio.sleep(_TICK_S)
+            await trio.sleep(_DELETE_TICK_S if self.deleting or self._freeing else _TICK_S)
             self._drop_idle_dumps()
             self._poll_dumps()
             self._pump_tails()
@@ -158,7 +161,7 @@ class Migration:
         frame_bytes: int | None = None,
     ) -> DumpJob:
         """Fork a child that writes the ranges as of the current log end (TSR.DUMP); with
-        `frame_bytes`, as TSR.LOAD frames of about that many bytes of commands."""
+        `frame_bytes`, as TSR.LOADSTRINGS and TSR.LOAD frames of about that many bytes."""
         running = sum(job.state == "running" for job in self.dumps.values())
         if running >= _MAX_RUNNING_DUMPS:
             raise CommandError(
@@ -180,8 +183,10 @@ class Migration:
             status = 1
             try:
                 enter_background()
-                entries = range_entries(ks, ranges)
-                written = write_dump(path, entries, chunk_elements, frame_bytes)
+                if frame_bytes is None:
+                    written = write_dump(path, range_entries(ks, ranges), chunk_elements)
+                else:
+                    written = write_framed_dump(path, ks, ranges, chunk_elements, frame_bytes)
                 path.with_suffix(".keys").write_text(str(written))
                 status = 0
             finally:
@@ -388,7 +393,9 @@ class Migration:
         return sum(len(by_partition[p]) for p in self.deleting.members())
 
     def _delete_step(self) -> None:
-        """Delete one batch (logged as one DEL, so slaves delete too), then free a little."""
+        """Delete one batch, then free a little. A partition emptied whole in this step is
+        logged as TSR.DROPPARTITIONS, so a slave drops it the same way; keys taken from a
+        partition too big for one step are logged as one DEL."""
         if not self.deleting and not self._freeing:
             return
         server = self.server
@@ -396,30 +403,45 @@ class Migration:
         clock = time.perf_counter
         started = clock()
         deadline = started + _DELETE_BUDGET_S
-        deleted: list[bytes] = []
+        deleted: list[bytes] = []  # keys of partitions not emptied whole in one go
         freeing = self._freeing
         by_partition = ks.by_partition
         # The flags, not members(): that tuple is rebuilt (8192 steps) after every change.
         flags = self.deleting.flags
-        emptied: list[int] = []
-        touched: list[int] = []
+        dropped: list[int] = []  # partitions done with
+        emptied: list[int] = []  # partitions dropped whole in this step
+        touched: list[int] = []  # partitions some keys were taken from
+        removed = 0
         partition = flags.find(1)
         while partition != -1:
-            touched.append(partition)
-            while (room := _DELETE_BATCH_KEYS - len(deleted)) > 0:
-                taken = ks.pop_keys(partition, min(room, _POP_STEP), deleted, freeing, _BIG_VALUE)
-                if not taken or clock() >= deadline:
-                    break
-            if not by_partition[partition]:
-                emptied.append(partition)
-            if len(deleted) >= _DELETE_BATCH_KEYS or clock() >= deadline:
+            keys = by_partition[partition]
+            if len(keys) <= _DELETE_BATCH_KEYS - removed:
+                if keys:
+                    removed += ks.drop_partition(partition, freeing, _BIG_VALUE)
+                    emptied.append(partition)
+                dropped.append(partition)
+            else:
+                touched.append(partition)
+                while (room := _DELETE_BATCH_KEYS - removed) > 0:
+                    step = min(room, _POP_STEP)
+                    taken = ks.pop_keys(partition, step, deleted, freeing, _BIG_VALUE)
+                    removed += taken
+                    if not taken or clock() >= deadline:
+                        break
+                if not keys:
+                    dropped.append(partition)  # already logged key by key: only unmarked
+            if removed >= _DELETE_BATCH_KEYS or clock() >= deadline:
                 break
             partition = flags.find(1, partition + 1)
+        if dropped:
+            self.deleting.remove([(p, p) for p in dropped])
         if emptied:
-            self.deleting.remove([(p, p) for p in emptied])
+            ranges = format_ranges(runs(emptied))
+            server.log_write([b"TSR.DROPPARTITIONS", ranges.encode()], emptied)
         if deleted:
-            self.deleted_keys += len(deleted)
             server.log_write([b"DEL", *deleted], touched)
+        if removed:
+            self.deleted_keys += removed
             if server.logging:
                 server.durability.write()
         self._free_some(clock() + _FREE_BUDGET_S)

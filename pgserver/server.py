@@ -81,10 +81,10 @@ class PgServer:
         self._commit_waits: deque[tuple[int, float]] = deque()  # (lsn, when it was held)
         self.registry = new_registry(partial(pgserver_metrics, self))
         self.recovery: RecoveryReport | None = None
-        self._replay_ctx = Context(self, "replay")
-        self._replay_ctx.authenticated = True  # the log was authenticated when written
-        self._replay_ctx.calls = self.applied_calls
-        self._replay_ctx.errors = self.applied_errors
+        self.replay_ctx = Context(self, "replay")
+        self.replay_ctx.authenticated = True  # the log was authenticated when written
+        self.replay_ctx.calls = self.applied_calls
+        self.replay_ctx.errors = self.applied_errors
         # Whether executed writes are appended to the log (off while replaying it).
         self.logging = config.log_enabled
         self._nursery: trio.Nursery | None = None
@@ -119,7 +119,7 @@ class PgServer:
 
     def _apply_logged(self, argv: list[bytes], timestamp_ms: int) -> bool:
         self.keyspace.now = timestamp_ms
-        return not execute(self._replay_ctx, argv).startswith(b"-")
+        return not execute(self.replay_ctx, argv).startswith(b"-")
 
     def _on_log_write(self, data: bytes, start_lsn: int) -> None:
         if self.replication.replicas:
@@ -128,7 +128,7 @@ class PgServer:
     def apply_replicated(self, argv: list[bytes], timestamp_ms: int) -> None:
         """Execute a command from the master's log (logging is off meanwhile)."""
         self.keyspace.now = timestamp_ms
-        reply = execute(self._replay_ctx, argv)
+        reply = execute(self.replay_ctx, argv)
         if reply[:1] == b"-":
             log.warning("replicated %r failed here: %r", argv[:2], reply[:200])
 

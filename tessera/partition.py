@@ -38,6 +38,17 @@ def pn(key: bytes) -> int:
     return crc_hqx(key, 0) & _MASK
 
 
+def runs(partitions: Iterable[int]) -> list[tuple[int, int]]:
+    """Ascending partitions as inclusive (first, last) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for p in partitions:
+        if out and out[-1][1] == p - 1:
+            out[-1] = (out[-1][0], p)
+        else:
+            out.append((p, p))
+    return out
+
+
 def parse_ranges(text: str) -> list[tuple[int, int]]:
     """Parse '0-2047,4096,5000-5100' into inclusive (first, last) ranges; ValueError if bad."""
     ranges: list[tuple[int, int]] = []

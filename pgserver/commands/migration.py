@@ -14,7 +14,7 @@ import hiredis
 
 from pgserver.commands import internal
 from pgserver.commands._util import parse_int, try_int
-from pgserver.context import execute
+from pgserver.context import execute, fenced_reply
 from pgserver.dump import (
     DEFAULT_CHUNK_ELEMENTS,
     DEFAULT_FRAME_BYTES,
@@ -22,6 +22,7 @@ from pgserver.dump import (
     MAX_FRAME_BYTES,
     estimate_range,
 )
+from pgserver.string_blocks import BlockError, decode_block
 from tessera.errors import CommandError
 from tessera.partition import PartitionSet, format_ranges, parse_ranges
 from tessera.resp import OK, Map, RawReply
@@ -199,6 +200,63 @@ def tsr_load(ctx: Context, argv: list[bytes]) -> object:
     if mark is not None and durability.mark() != mark:
         durability.use_raw(mark, commands, blob)
     return keys
+
+
+@internal("tsr.loadstrings", 3, write=True)
+def tsr_loadstrings(ctx: Context, argv: list[bytes]) -> object:
+    """TSR.LOADSTRINGS <keys> <block> -> :<keys stored>: SET every key of a string block
+    (pgserver/string_blocks.py) to its value, as that many `SET key value` would.
+
+    The block is checked whole first (format, lengths, every key in its section's
+    partition); then its keys are stored partition by partition with dict updates. The
+    command is logged as it came, listing the block's partitions, so a slave or a replay
+    stores them the same way.
+    """
+    if parse_int(argv[1]) < 0:
+        raise CommandError("ERR TSR.LOADSTRINGS <keys> must not be negative")
+    try:
+        sections = decode_block(argv[2])
+    except BlockError as exc:
+        raise CommandError(f"ERR TSR.LOADSTRINGS: {exc}{_NOT_APPLIED}") from None
+    ks = ctx.ks
+    server = ctx.server
+    if ks.fenced and ctx is not server.replay_ctx:
+        for partition, _, _ in sections:
+            if ks.fenced.flags[partition]:
+                raise CommandError(fenced_reply(partition)[1:-2].decode())
+    install = ks.install_strings
+    stored = 0
+    for partition, keys, values in sections:
+        install(partition, keys, values)
+        stored += len(keys)
+    ctx.rewrite()
+    server.log_write(argv, [partition for partition, _, _ in sections])
+    server.dirty += stored - 1
+    return stored
+
+
+@internal("tsr.droppartitions", 2, write=True)
+def tsr_droppartitions(ctx: Context, argv: list[bytes]) -> object:
+    """TSR.DROPPARTITIONS <ranges> -> :keys removed: every key of those partitions.
+
+    Written to the log by a range deletion (TSR.DELRANGE) for the partitions it emptied in
+    one step; only a slave or a replay executes it. A client gets an error: it would
+    hold the event loop for as long as the partitions are big, which is what TSR.DELRANGE
+    avoids.
+    """
+    server = ctx.server
+    if ctx is not server.replay_ctx:
+        raise CommandError("ERR TSR.DROPPARTITIONS is only replayed from the log; use TSR.DELRANGE")
+    ranges = parse_partition_ranges(argv[1])
+    ks = ctx.ks
+    freed: list[object] = []
+    removed = 0
+    for first, last in ranges:
+        for partition in range(first, last + 1):
+            removed += ks.drop_partition(partition, freed, 0)
+    ctx.rewrite()
+    server.log_write(argv, [p for first, last in ranges for p in range(first, last + 1)])
+    return removed
 
 
 @internal("tsr.dumpstatus", 2)

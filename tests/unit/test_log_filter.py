@@ -7,6 +7,7 @@ import pytest
 
 from pgserver.durability import batch_partitions
 from pgserver.log_filter import TailStopped, record_wanted, select_commands, tail_frame
+from pgserver.string_blocks import MAGIC, encode_section
 from tessera.partition import PartitionSet, pn
 from tessera.resp import encode_command
 
@@ -91,6 +92,20 @@ def test_keyless_writes_are_dropped_but_flushall_stops_the_tail() -> None:
         _select([b"SET", IN, b"v"], [b"flushall"])
     # The log marks such a record as touching every partition, so it is never skipped.
     assert batch_partitions([[b"SET", OUT, b"v"], [b"FLUSHALL"]]) == ()
+
+
+def test_partition_writes_of_other_partitions_are_dropped_but_wanted_ones_stop_the_tail() -> None:
+    outside = [k for k in (b"k%d" % i for i in range(100_000)) if pn(k) == pn(OUT)][:2]
+    block = MAGIC + encode_section(pn(OUT), outside, [b"1", b"2"])
+    drop_out = [b"TSR.DROPPARTITIONS", b"5000-5002"]
+    assert _select([b"TSR.LOADSTRINGS", b"2", block], drop_out, [b"SET", IN, b"v"]) == [
+        [b"SET", IN, b"v"]
+    ]
+    inside = MAGIC + encode_section(pn(IN), [IN], [b"1"])
+    with pytest.raises(TailStopped, match="TSR.LOADSTRINGS at LSN 100"):
+        _select([b"tsr.loadstrings", b"1", inside])
+    with pytest.raises(TailStopped, match="TSR.DROPPARTITIONS at LSN 100"):
+        _select([b"TSR.DROPPARTITIONS", b"4000-4100"])
 
 
 def test_frames() -> None:

@@ -10,9 +10,10 @@ import pytest
 from pgserver.commands import load_all
 from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
-from pgserver.dump import range_entries, write_dump
+from pgserver.dump import write_framed_dump
+from pgserver.string_blocks import MAGIC, encode_section
 from pgserver.server import PgServer
-from tessera.partition import pn
+from tessera.partition import PartitionSet, parse_ranges, pn
 from tessera.resp import encode_command
 from tests.unit.conftest import Session
 
@@ -140,7 +141,7 @@ def test_a_framed_dump_loaded_frame_by_frame_rebuilds_the_range(tmp_path: Path) 
             source("PEXPIREAT", f"s{i}", FAR + i)
     ks = source.server.keyspace
     path = tmp_path / "dump.resp"
-    keys = write_dump(path, range_entries(ks, [(0, 8191)]), 3, 700)
+    keys = write_framed_dump(path, ks, [(0, 8191)], 3, 700)
     reader = hiredis.Reader()
     reader.feed(path.read_bytes())
     target = Session()
@@ -232,21 +233,117 @@ def test_load_logs_the_blob_as_it_came_and_a_restart_replays_it(tmp_path: Path) 
     restarted.durability.close()
 
 
+# ---------------------------------------------------------------------------- TSR.LOADSTRINGS
+
+
+def _block(*keys_values: tuple[bytes, bytes]) -> bytes:
+    """A string block with one section per key (as a dump writes a partition's keys)."""
+    return MAGIC + b"".join(encode_section(pn(key), [key], [value]) for key, value in keys_values)
+
+
+def test_loadstrings_stores_as_set_would_and_logs_itself_with_its_partitions(
+    session: Session,
+) -> None:
+    a, b, c = _key_in(0, 99), _key_in(0, 99, 1), _key_in(5000, 5100)
+    session("HSET", a, "f", "v")  # a leftover of another type: replaced, as SET does
+    session("SET", b, "old", "PXAT", str(FAR))  # a TTL: cleared, as SET does
+    session.server.logged.clear()
+    block = _block((a, b"1"), (b, b"2"), (c, b"3"))
+    assert session("TSR.LOADSTRINGS", "3", block) == b":3\r\n"
+    assert [session("GET", key) for key in (a, b, c)] == [
+        b"$1\r\n1\r\n",
+        b"$1\r\n2\r\n",
+        b"$1\r\n3\r\n",
+    ]
+    assert session("TTL", b) == b":-1\r\n"
+    assert session.server.logged == [[b"TSR.LOADSTRINGS", b"3", block]]
+    session.assert_replay_matches()
+    expected = Session()
+    for key, value in ((a, b"1"), (b, b"2"), (c, b"3")):
+        expected("SET", key, value)
+    assert _state(session.server) == _state(expected.server)
+
+
+def test_loadstrings_refuses_a_bad_block_whole(session: Session) -> None:
+    good = _block((b"a", b"1"))
+    wrong_partition = MAGIC + encode_section(pn(b"a") + 1, [b"a"], [b"1"])
+    for block in (good + wrong_partition, good[:-1], b"junk"):
+        reply = session("TSR.LOADSTRINGS", "2", block)
+        assert reply.startswith(b"-ERR TSR.LOADSTRINGS: ")
+        assert reply.endswith(b"; nothing of it was applied\r\n")
+    assert session("EXISTS", "a") == b":0\r\n"
+    assert session("TSR.LOADSTRINGS", "-1", good).startswith(b"-ERR TSR.LOADSTRINGS <keys>")
+    assert session.server.logged == []
+
+
+def test_loadstrings_is_refused_on_a_slave_and_on_fenced_partitions(session: Session) -> None:
+    fenced, free = _key_in(0, 99), _key_in(100, 8191)
+    session("TSR.FENCE", "ADD", "0-99")
+    reply = session("TSR.LOADSTRINGS", "2", _block((free, b"1"), (fenced, b"2")))
+    assert reply.startswith(b"-TRYAGAIN partition %d is moving" % pn(fenced))
+    assert session.server.keyspace.get(free) is None  # refused whole
+    session("TSR.FENCE", "DEL", "0-99")
+    session.server.replication.role = "slave"
+    session.server.update_restrictions()
+    assert session("TSR.LOADSTRINGS", "1", _block((free, b"1"))).startswith(b"-READONLY")
+
+
+def test_loadstrings_survives_a_restart(tmp_path: Path) -> None:
+    config = PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True)
+    server = PgServer(config)
+    server.recover()
+    ctx = Context(server)
+    pairs = [(b"k%d" % i, b"v%d" % i) for i in range(50)]
+    block = _block(*pairs)
+    assert execute(ctx, [b"TSR.LOADSTRINGS", b"50", block]) == b":50\r\n"
+    server.durability.write()
+    records = list(server.durability.log.read(0))
+    assert sorted({p for record in records for p in record.partitions}) == sorted(
+        {pn(key) for key, _ in pairs}
+    )
+    expected = _state(server)
+    server.durability.close()
+    restarted = PgServer(config)
+    restarted.recover()
+    assert _state(restarted) == expected
+    restarted.durability.close()
+
+
+def test_droppartitions_is_only_replayed(session: Session) -> None:
+    key = _key_in(0, 99)
+    session("SET", key, "v")
+    reply = session("TSR.DROPPARTITIONS", "0-99")
+    assert reply.startswith(b"-ERR TSR.DROPPARTITIONS is only replayed from the log")
+    assert session.server.keyspace.get(key) == b"v"
+    server = session.server
+    assert execute(server.replay_ctx, [b"TSR.DROPPARTITIONS", b"0-99"]) == b":1\r\n"
+    assert server.keyspace.get(key) is None
+
+
 # ---------------------------------------------------------------------------- TSR.DELRANGE
 
 
-def test_range_deletion_logs_its_dels_with_their_partitions(tmp_path: Path) -> None:
-    server = PgServer(PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True))
+def test_range_deletion_logs_what_it_deletes_and_a_replay_deletes_the_same(
+    tmp_path: Path,
+) -> None:
+    config = PgServerConfig(port=0, data_dir=tmp_path, log_enabled=True)
+    server = PgServer(config)
     server.recover()
     ks = server.keyspace
-    for i in range(6000):
-        ks.set(b"k%d" % i, b"v")
-    big = _key_in(0, 2000, 7)
-    ks.set(big, {b"f%d" % i: b"v" for i in range(3000)})  # emptied piece by piece
-    inside = {k for k in ks.data if pn(k) <= 2000}
-    outside = set(ks.data) - inside
-    assert server.migration.delete_ranges([(0, 2000)]) == len(inside)
     ctx = Context(server)
+    for i in range(6000):
+        execute(ctx, [b"SET", b"k%d" % i, b"v"])
+    for i in range(12000):  # one partition bigger than a step: deleted key by key
+        execute(ctx, [b"SET", b"{big}%d" % i, b"v"])
+    big = _key_in(0, 2000, 7)
+    execute(ctx, [b"HSET", big, *(b"f%d" % (i // 2) for i in range(6000))])  # freed in pieces
+    execute(ctx, [b"PEXPIREAT", _key_in(0, 2000, 3), b"%d" % FAR])
+    server.durability.write()
+    tag = pn(b"{big}")
+    inside = {k for k in ks.data if pn(k) <= 2000 or pn(k) == tag}
+    outside = set(ks.data) - inside
+    before = server.durability.log.end_lsn
+    assert server.migration.delete_ranges([(0, 2000), (tag, tag)]) == len(inside)
     ticks = 0
     while server.migration.deleting or server.migration._freeing:
         server.migration._delete_step()
@@ -255,15 +352,24 @@ def test_range_deletion_logs_its_dels_with_their_partitions(tmp_path: Path) -> N
     server.durability.write()
     assert ticks > 1
     assert server.migration.longest_delete_tick > 0
-    deleted: list[bytes] = []
-    for record in server.durability.log.read(0):
+    assert server.migration.deleted_keys == len(inside)
+    assert set(ks.data) == outside | {b"other"}
+    names: set[bytes] = set()
+    for record in server.durability.log.read(before):
         reader = hiredis.Reader()
         reader.feed(record.payload)
         while (argv := reader.gets()) is not False:
-            keys = argv[1:] if argv[0] == b"DEL" else argv[1:2]
+            names.add(argv[0])
             if argv[0] == b"DEL":
-                deleted += keys
-            # The record's partitions cover every key in it (what tails filter on).
-            assert {pn(key) for key in keys} <= set(record.partitions)
-    assert sorted(deleted) == sorted(inside)
-    assert set(ks.data) == outside | {b"other"}
+                # The record's partitions cover every key in it (what tails filter on).
+                assert {pn(key) for key in argv[1:]} <= set(record.partitions)
+            elif argv[0] == b"TSR.DROPPARTITIONS":
+                dropped = PartitionSet(parse_ranges(argv[1].decode())).members()
+                assert set(dropped) <= set(record.partitions)
+    assert names == {b"DEL", b"TSR.DROPPARTITIONS", b"SET"}
+    expected = _state(server)
+    server.durability.close()
+    restarted = PgServer(config)
+    restarted.recover()
+    assert _state(restarted) == expected
+    restarted.durability.close()
