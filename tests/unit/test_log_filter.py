@@ -102,9 +102,9 @@ def test_partition_writes_of_other_partitions_are_dropped_but_wanted_ones_stop_t
         [b"SET", IN, b"v"]
     ]
     inside = MAGIC + encode_section(pn(IN), [IN], [b"1"])
-    with pytest.raises(TailStopped, match="TSR.LOADSTRINGS at LSN 100"):
+    with pytest.raises(TailStopped, match=r"TSR\.LOADSTRINGS at LSN 100"):
         _select([b"tsr.loadstrings", b"1", inside])
-    with pytest.raises(TailStopped, match="TSR.DROPPARTITIONS at LSN 100"):
+    with pytest.raises(TailStopped, match=r"TSR\.DROPPARTITIONS at LSN 100"):
         _select([b"TSR.DROPPARTITIONS", b"4000-4100"])
 
 

@@ -11,8 +11,8 @@ from pgserver.commands import load_all
 from pgserver.config import PgServerConfig
 from pgserver.context import Context, execute
 from pgserver.dump import write_framed_dump
-from pgserver.string_blocks import MAGIC, encode_section
 from pgserver.server import PgServer
+from pgserver.string_blocks import MAGIC, encode_section
 from tessera.partition import PartitionSet, parse_ranges, pn
 from tessera.resp import encode_command
 from tests.unit.conftest import Session

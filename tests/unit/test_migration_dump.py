@@ -213,7 +213,8 @@ def test_a_framed_dump_loaded_into_a_dirty_target_rebuilds_exactly_the_range(
         if name == b"TSR.LOADSTRINGS":
             # Only plain strings without a TTL travel in string blocks.
             for _partition, keys, values in decode_block(blob):
-                assert all(expected[key] == (value, None) for key, value in zip(keys, values))
+                pairs = zip(keys, values, strict=True)
+                assert all(expected[key] == (value, None) for key, value in pairs)
             pieces = len(decode_block(blob))
         else:
             pieces = len(_parse(blob))
@@ -246,7 +247,9 @@ def test_keys_past_their_deadline_are_not_in_a_framed_dump(tmp_path: Path) -> No
     path = tmp_path / "framed.resp"
     assert write_framed_dump(path, ks, [(0, 8191)], 4, DEFAULT_FRAME_BYTES) == 2
     text = path.read_bytes()
-    assert b"alive" in text and b"plain" in text and b"dead" not in text
+    assert b"alive" in text
+    assert b"plain" in text
+    assert b"dead" not in text
 
 
 def test_framed_dump_of_nothing_is_empty(tmp_path: Path) -> None:
