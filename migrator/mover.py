@@ -226,6 +226,7 @@ class RangeMover:
         self._bytes_loaded = 0
         self._dump_bytes: int | None = None
         self._load_started: float | None = None
+        self._dump_write_ms = -1  # from TSR.DUMPSTATUS once the dump is read
         self._received: int | None = None
         self._source_end: int | None = None
         self._lag_records = 0
@@ -648,7 +649,11 @@ class RangeMover:
         if interrupted:
             return CancelRequested(self._next_id())
         await tgt.call(*marker_done(self._marker, l0))
-        self._note = f"loaded {self._keys_loaded} keys, {self._bytes_loaded} bytes"
+        took_ms = (time.time() - self._load_started) * 1000
+        self._note = (
+            f"loaded {self._keys_loaded} keys, {self._bytes_loaded} bytes in {took_ms:.0f} ms "
+            f"(the dump child took {self._dump_write_ms} ms)"
+        )
         log.info("%s: %s", self.ranges, self._note)
         return DumpLoaded(self._next_id())
 
@@ -687,6 +692,7 @@ class RangeMover:
                 offset += len(chunk)
                 await send.send(chunk)
             status = as_map(await src.call("TSR.DUMPSTATUS", dump_id))
+            self._dump_write_ms = int(status.get(b"write_ms", -1))
             if status.get(b"state") != b"done" or int(status.get(b"bytes", -1)) != offset:
                 raise MigrationError(
                     f"dump {dump_id} ended after {offset} bytes but its status says "

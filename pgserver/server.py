@@ -45,6 +45,8 @@ log = logging.getLogger("tessera.pgserver")
 _RECV_BYTES = 256 * 1024
 _POLLS_PER_WAKEUP = 8
 _REPLIES_PER_FLUSH = 64
+# A client stops being read while this much of its replies waits for commits.
+_MAX_HELD_BYTES = 1 << 20
 
 load_all()
 
@@ -90,7 +92,10 @@ class PgServer:
         self._nursery: trio.Nursery | None = None
         self._poller: select.epoll | None = None
         self._conns: dict[int, _Connection] = {}
-        self._held: list[tuple[int, _Connection]] = []  # (lsn, conn) waiting for commit
+        # Replies waiting for their commit, in LSN order: (lsn, conn) per chunk; the chunk
+        # itself is the first of conn.held. A connection keeps being read meanwhile (up to
+        # _MAX_HELD_BYTES of replies), so a pipelining client keeps the log busy.
+        self._held: deque[tuple[int, _Connection]] = deque()
         self._failing_why = ""  # set on demotion: fail what the next flush holds
         self._sync_wanted = trio.Event()
         self.nursery: trio.Nursery | None = None
@@ -157,11 +162,14 @@ class PgServer:
     def fail_held(self, why: str) -> None:
         """Close clients whose replies wait for a commit that will not come (demotion):
         their writes were never acknowledged."""
-        held, self._held = self._held, []
+        held, self._held = self._held, deque()
         self._commit_waits.clear()
-        if held:
-            log.warning("%s: closing %d clients with uncommitted replies", why, len(held))
-        for _lsn, conn in held:
+        conns = {id(conn): conn for _lsn, conn in held}
+        if conns:
+            log.warning("%s: closing %d clients with uncommitted replies", why, len(conns))
+        for conn in conns.values():
+            conn.held.clear()
+            conn.held_bytes = 0
             self.close_connection(conn)
 
     def held_replies(self) -> int:
@@ -381,13 +389,16 @@ class PgServer:
         if durability.has_unwritten:
             durability.write()  # group commit: one record, one write for all these clients
         end_lsn = durability.log.end_lsn
-        if self.reply_lsn < end_lsn:
+        if self._held:
+            self._release(self.reply_lsn)  # what is committed goes first, in order
+        if self.reply_lsn < end_lsn or self._held:
             # Replies that saw keys wait for the commit; control replies (PING, HELLO,
-            # TSR.ROLE...) observed nothing uncommitted and go out now.
-            waiting = [c for c in replies if c.ctx.touched_data]
+            # TSR.ROLE...) observed nothing uncommitted and go out now, unless replies of
+            # the same client wait before them.
+            waiting = [c for c in replies if c.ctx.touched_data or c.held]
             if waiting:
                 self._hold(waiting, end_lsn)
-                replies = [c for c in replies if not c.ctx.touched_data]
+                replies = [c for c in replies if not c.held]
         now = time.monotonic()
         observe = self.latency.observe
         for conn in replies:
@@ -400,11 +411,21 @@ class PgServer:
             self.fail_held(why)
 
     def _hold(self, replies: list[_Connection], lsn: int) -> None:
-        """Keep these replies until the log is durable up to `lsn`; stop reading meanwhile."""
+        """Keep these replies until the log is durable up to `lsn`. The client is still
+        read (its next requests run and their replies queue behind these) until it has
+        _MAX_HELD_BYTES of replies waiting."""
         assert self._poller is not None
         for conn in replies:
-            self._poller.modify(conn.fd, 0)
+            out = conn.out
+            conn.out = b""
+            conn.ctx.touched_data = False
+            conn.held.append((out, conn.read_at))
+            conn.held_bytes += len(out)
             self._held.append((lsn, conn))
+            if not conn.paused and conn.held_bytes > _MAX_HELD_BYTES:
+                conn.paused = True
+                if not conn.pending:
+                    self._poller.modify(conn.fd, 0)
         self._commit_waits.append((lsn, time.monotonic()))
         self._sync_wanted.set()
 
@@ -416,18 +437,31 @@ class PgServer:
         waits = self._commit_waits
         while waits and waits[0][0] <= durable_lsn:
             self.commit_latency.observe(now - waits.popleft()[1])
-        still: list[tuple[int, _Connection]] = []
-        for lsn, conn in self._held:
-            if lsn > durable_lsn:
-                still.append((lsn, conn))
-            elif conn.fd in self._conns:
-                self.latency.observe(now - conn.read_at)
-                if self._send(conn, poller):
-                    if not conn.pending:
-                        poller.modify(conn.fd, select.EPOLLIN)
-                else:
-                    self._close(conn, poller, self._conns)
-        self._held = still
+        held = self._held
+        ready: dict[int, tuple[_Connection, list[bytes]]] = {}
+        observe = self.latency.observe
+        while held and held[0][0] <= durable_lsn:
+            conn = held.popleft()[1]
+            out, read_at = conn.held.popleft()
+            conn.held_bytes -= len(out)
+            observe(now - read_at)
+            entry = ready.get(id(conn))
+            if entry is None:
+                ready[id(conn)] = (conn, [out])
+            else:
+                entry[1].append(out)
+        conns = self._conns
+        for conn, parts in ready.values():
+            if conns.get(conn.fd) is not conn:
+                continue  # closed meanwhile
+            # Not through conn.out: that may hold this round's replies, not flushed yet.
+            if not self._write(conn, b"".join(parts), poller):
+                self._close(conn, poller, conns)
+                continue
+            if conn.paused and conn.held_bytes <= _MAX_HELD_BYTES:
+                conn.paused = False
+                if not conn.pending:
+                    poller.modify(conn.fd, select.EPOLLIN)
 
     async def _sync_loop(self) -> None:
         """fsync off the event loop: at once when replies wait (always), else once a second."""
@@ -540,14 +574,21 @@ class PgServer:
         out = conn.out
         conn.out = b""
         conn.ctx.touched_data = False
+        return self._write(conn, out, poller)
+
+    def _write(self, conn: _Connection, data: bytes, poller: select.epoll) -> bool:
+        """Send `data` after whatever the socket has not taken yet; False: close it."""
+        if conn.pending:
+            conn.pending = memoryview(conn.pending.tobytes() + data)
+            return True
         try:
-            sent = conn.sock.send(out)
+            sent = conn.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             return False
-        if sent < len(out):
-            conn.pending = memoryview(out)[sent:]
+        if sent < len(data):
+            conn.pending = memoryview(data)[sent:]
             poller.modify(conn.fd, select.EPOLLOUT)
             return True
         return not conn.closing
@@ -565,7 +606,7 @@ class PgServer:
             return True
         if conn.closing:
             return False
-        poller.modify(conn.fd, select.EPOLLIN)
+        poller.modify(conn.fd, 0 if conn.paused else select.EPOLLIN)
         if conn.replica is not None and conn.replica.backlog:
             self.push_replica(conn.replica)
         return True
@@ -595,7 +636,20 @@ class PgServer:
 class _Connection:
     """One client's socket, parser and unsent output."""
 
-    __slots__ = ("closing", "ctx", "fd", "out", "parser", "pending", "read_at", "replica", "sock")
+    __slots__ = (
+        "closing",
+        "ctx",
+        "fd",
+        "held",
+        "held_bytes",
+        "out",
+        "parser",
+        "paused",
+        "pending",
+        "read_at",
+        "replica",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, ctx: Context, parser: RequestParser) -> None:
         self.sock = sock
@@ -603,6 +657,10 @@ class _Connection:
         self.ctx = ctx
         self.parser = parser
         self.out = b""  # replies of the current wakeup, not yet sent
+        # Replies waiting for their commit, oldest first, with when their requests were read.
+        self.held: deque[tuple[bytes, float]] = deque()
+        self.held_bytes = 0
+        self.paused = False  # not read: too many replies wait for their commit
         self.pending = memoryview(b"")  # replies a full socket did not take
         self.closing = False
         self.replica: Replica | None = None  # set when this connection is a slave's stream

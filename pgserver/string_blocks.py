@@ -41,6 +41,8 @@ MAGIC: Final = b"TSS1"
 SECTION_HEAD = struct.Struct("<HHII")
 # At most this many keys per section, a sanity bound on a header's count.
 MAX_SECTION_KEYS: Final = 1 << 24
+# "$<n>" for the lengths most keys and values have, made once.
+_BULK_HEADS: Final = [b"$%d" % n for n in range(4096)]
 _ITEM_FRAMING: Final = 8  # "$", the length's digits (usually 1-3), two CRLFs
 
 
@@ -58,8 +60,13 @@ def encode_section(partition: int, keys: Sequence[bytes], values: Sequence[bytes
     items[0::2] = keys
     items[1::2] = values
     # "$<len>" and the item alternate, joined by CRLF: the bulk strings of a RESP array.
+    lengths = list(map(len, items))
+    if max(lengths) < len(_BULK_HEADS):
+        heads = list(map(_BULK_HEADS.__getitem__, lengths))  # no Python step per item
+    else:
+        heads = [b"$%d" % length for length in lengths]
     parts: list[bytes] = [b""] * (4 * count)
-    parts[0::2] = [b"$%d" % len(item) for item in items]
+    parts[0::2] = heads
     parts[1::2] = items
     body = b"*%d\r\n%b\r\n" % (2 * count, b"\r\n".join(parts))
     return SECTION_HEAD.pack(partition, 0, count, len(body)) + body
@@ -90,8 +97,11 @@ def split_for_size(
         start = end
 
 
-def decode_block(block: bytes) -> list[Section]:
-    """The sections of a block, every one checked; BlockError if anything is wrong."""
+def decode_block(block: bytes, check_partitions: bool = True) -> list[Section]:
+    """The sections of a block, every one checked; BlockError if anything is wrong.
+
+    `check_partitions=False` skips hashing every key, for a block that was checked before
+    it was logged (a slave applying its master's log, a replay)."""
     if block[:4] != MAGIC:
         raise BlockError("the block does not start with the string block magic")
     size = len(block)
@@ -127,8 +137,7 @@ def decode_block(block: bytes) -> list[Section]:
             )
         keys = items[0::2]
         values = items[1::2]
-        found = _partitions(keys)
-        if found != {partition}:
+        if check_partitions and (found := _partitions(keys)) != {partition}:
             wrong = sorted(found - {partition})[:5]
             raise BlockError(f"keys of partitions {wrong} in the section of partition {partition}")
         sections.append((partition, keys, values))

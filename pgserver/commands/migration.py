@@ -214,13 +214,15 @@ def tsr_loadstrings(ctx: Context, argv: list[bytes]) -> object:
     """
     if parse_int(argv[1]) < 0:
         raise CommandError("ERR TSR.LOADSTRINGS <keys> must not be negative")
+    server = ctx.server
+    # A slave or a replay trusts what its master checked before logging it.
+    replaying = ctx is server.replay_ctx
     try:
-        sections = decode_block(argv[2])
+        sections = decode_block(argv[2], check_partitions=not replaying)
     except BlockError as exc:
         raise CommandError(f"ERR TSR.LOADSTRINGS: {exc}{_NOT_APPLIED}") from None
     ks = ctx.ks
-    server = ctx.server
-    if ks.fenced and ctx is not server.replay_ctx:
+    if ks.fenced and not replaying:
         for partition, _, _ in sections:
             if ks.fenced.flags[partition]:
                 raise CommandError(fenced_reply(partition)[1:-2].decode())
@@ -262,7 +264,7 @@ def tsr_droppartitions(ctx: Context, argv: list[bytes]) -> object:
 @internal("tsr.dumpstatus", 2)
 def tsr_dumpstatus(ctx: Context, argv: list[bytes]) -> object:
     """TSR.DUMPSTATUS <id> -> map: state (running|done|failed), lsn, ranges, keys, bytes,
-    fork_ms."""
+    fork_ms, write_ms (how long the child took; -1 while it runs)."""
     job = ctx.server.migration.dump(argv[1])
     return Map(
         [
@@ -272,6 +274,7 @@ def tsr_dumpstatus(ctx: Context, argv: list[bytes]) -> object:
             (b"keys", job.keys),
             (b"bytes", job.size()),
             (b"fork_ms", f"{job.fork_ms:.3f}".encode()),
+            (b"write_ms", -1 if job.write_ms is None else round(job.write_ms)),
         ]
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tessera.resp import encode_command
 from tests.procs import start_pgserver, stop
 
 
@@ -106,6 +107,49 @@ def test_writes_wait_for_the_quorum(tmp_path: Path) -> None:
             role(m_port, "MASTER", 1, 0)  # quorum lowered: the write commits
             sock.settimeout(5)
             assert sock.recv(100) == b"+OK\r\n"
+    finally:
+        stop(master)
+
+
+def _log_end(port: int) -> int:
+    return int(info(port)["log_end_lsn"])  # type: ignore[call-overload]
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the connection closed"
+        data += chunk
+    return data
+
+
+def test_a_pipelining_client_is_served_while_its_replies_wait_in_order(tmp_path: Path) -> None:
+    """Replies waiting for the quorum do not stop the client's next requests from running
+    (up to 1 MB of waiting replies); they all go out in request order once committed."""
+    master, m_port = start_pgserver(tmp_path / "m", None, "--managed")
+    try:
+        role(m_port, "MASTER", 1, 1)  # one slave must acknowledge, and there is none
+        with socket.create_connection(("127.0.0.1", m_port), timeout=5) as sock:
+            start = _log_end(m_port)
+            _held(sock, b"SET a 1\r\n")
+            after_first = _log_end(m_port)
+            assert after_first > start
+            _held(sock, b"SET b 2\r\nPING\r\nGET a\r\n")
+            assert _log_end(m_port) > after_first  # executed though nothing is committed
+            # Replies of 1.2 MB waiting: the client is not read any more.
+            sock.sendall(encode_command([b"SET", b"big", b"x" * 600_000]))
+            wait_until(lambda: _log_end(m_port) > after_first + 600_000, 5, "the big SET")
+            _held(sock, b"GET big\r\nGET big\r\n")
+            paused_at = _log_end(m_port)
+            _held(sock, b"SET c 3\r\n")
+            time.sleep(0.2)
+            assert _log_end(m_port) == paused_at  # SET c waits unread
+            role(m_port, "MASTER", 1, 0)  # quorum lowered: everything commits
+            big = b"$600000\r\n" + b"x" * 600_000 + b"\r\n"
+            expected = b"+OK\r\n+OK\r\n+PONG\r\n$1\r\n1\r\n+OK\r\n" + big + big + b"+OK\r\n"
+            assert _recv_exactly(sock, len(expected)) == expected
+            assert _log_end(m_port) > paused_at  # SET c ran once the replies went out
     finally:
         stop(master)
 
