@@ -22,12 +22,13 @@ once under load (the second move goes back the other way).
 Under load, `--load-clients` processes (processes, not threads, so that the GIL does not
 add to the measured latencies) do a 50/50 mix of GET and SET on random keys: plain redis-py
 clients on the Tessera gateway, redis-py `RedisCluster` clients (which follow MOVED/ASK) on
-Redis. The load runs 1 s before the move, during it, and 1 s after. Every request's latency
-is recorded with its key's class: "moving" if its partition (Tessera) or slot (Redis) is one
-of the moved ones, else "other". Reported per class: the longest single request (the
-longest client stall), p99, and errors (exceptions; GETs that returned nil are counted
-separately as "nil"). At the end every key is read back (STRLEN) and keys missing or of the
-wrong size are counted.
+Redis. The load runs 1 s before the move, during it, and 1 s after. Every request started
+during the move is counted in its key's class: "moving" if its partition (Tessera) or slot
+(Redis) is one of the moved ones, else "other". Reported per class: the longest single
+request (the longest client stall), p99, and errors (exceptions; GETs that returned nil are
+counted separately as "nil"). "stall before" is the longest request of the second before
+the move: the same load with no move, what the machine's CPU sharing alone costs. At the
+end every key is read back (STRLEN) and keys missing or of the wrong size are counted.
 
 Prints a plain table and the same numbers as a markdown snippet for docs/benchmarks.md.
 """
@@ -112,6 +113,7 @@ class RunResult:
     block_ms: int | None = None
     moving: ClassStats | None = None
     other: ClassStats | None = None
+    before: ClassStats | None = None  # every key, the second before the move
     error: str = ""
     details: str = ""
 
@@ -127,40 +129,48 @@ class RunResult:
 
 
 def class_stats(
-    samples: list[Samples], is_moving: Callable[[int], bool], move_start: float
-) -> tuple[ClassStats, ClassStats]:
-    """Per-class stall, p99 and error counts of the load's requests."""
-    lat: dict[bool, list[float]] = {True: [], False: []}
-    errors = {True: 0, False: 0}
-    nils = {True: 0, False: 0}
-    worst: dict[bool, tuple[float, float]] = {True: (0.0, 0.0), False: (0.0, 0.0)}
+    samples: list[Samples], is_moving: Callable[[int], bool], move_start: float, move_end: float
+) -> tuple[ClassStats, ClassStats, ClassStats]:
+    """Per-class stall, p99 and error counts of the requests started during the move, and
+    the same for every request started in the second before it (the load without a move:
+    what this machine's CPU sharing alone costs)."""
+    lat: dict[str, list[float]] = {"moving": [], "other": [], "before": []}
+    errors = dict.fromkeys(lat, 0)
+    nils = dict.fromkeys(lat, 0)
+    worst: dict[str, tuple[float, float]] = dict.fromkeys(lat, (0.0, 0.0))
     cache: dict[int, bool] = {}
     for s in samples:
         for i, latency, started, status in zip(s.keys, s.lat, s.started, s.status, strict=True):
-            moving = cache.get(i)
-            if moving is None:
-                moving = cache[i] = is_moving(i)
-            lat[moving].append(latency)
+            if started < move_start:
+                kind = "before"
+            elif started <= move_end:
+                moving = cache.get(i)
+                if moving is None:
+                    moving = cache[i] = is_moving(i)
+                kind = "moving" if moving else "other"
+            else:
+                continue
+            lat[kind].append(latency)
             if status == ERROR:
-                errors[moving] += 1
+                errors[kind] += 1
             elif status == NIL:
-                nils[moving] += 1
-            if latency > worst[moving][0]:
-                worst[moving] = (latency, started - move_start)
+                nils[kind] += 1
+            if latency > worst[kind][0]:
+                worst[kind] = (latency, started - move_start)
 
-    def stats(moving: bool) -> ClassStats:
-        values = sorted(lat[moving])
+    def stats(kind: str) -> ClassStats:
+        values = sorted(lat[kind])
         p99 = values[max(0, math.ceil(len(values) * 0.99) - 1)] if values else 0.0
         return ClassStats(
             requests=len(values),
-            errors=errors[moving],
-            nils=nils[moving],
-            max_ms=worst[moving][0] * 1000,
+            errors=errors[kind],
+            nils=nils[kind],
+            max_ms=worst[kind][0] * 1000,
             p99_ms=p99 * 1000,
-            worst_at_s=worst[moving][1],
+            worst_at_s=worst[kind][1],
         )
 
-    return stats(True), stats(False)
+    return stats("moving"), stats("other"), stats("before")
 
 
 # ---------------------------------------------------------------------- load clients
@@ -498,8 +508,8 @@ def reshard(
         f"slots moved {runs} ({sum(moved)} slots), options: --cluster-pipeline {RESHARD_PIPELINE}"
     )
     if samples:
-        result.moving, result.other = class_stats(
-            samples, lambda i: bool(moved[redis_slot(key_name(i))]), started
+        result.moving, result.other, result.before = class_stats(
+            samples, lambda i: bool(moved[redis_slot(key_name(i))]), started, started + elapsed
         )
         texts = error_texts(samples)
         if texts:
@@ -647,8 +657,11 @@ def tessera_move(
             for r in records.values()
         )
     if samples:
-        result.moving, result.other = class_stats(
-            samples, lambda i: first <= pn(key_name(i)) <= last, started
+        result.moving, result.other, result.before = class_stats(
+            samples,
+            lambda i: first <= pn(key_name(i)) <= last,
+            started,
+            started + (result.wall_s or 0.0),
         )
         texts = error_texts(samples)
         if texts:
@@ -791,6 +804,7 @@ HEADERS = [
     "p99 other ms",
     "errors moving",
     "errors other",
+    "stall before ms",
     "targets",
 ]
 
@@ -812,6 +826,7 @@ def row(result: RunResult) -> list[str]:
         _f(o.p99_ms if o else None, 1),
         _errors(m),
         _errors(o),
+        _f(result.before.max_ms if result.before else None, 1),
         verdict(result),
     ]
 
@@ -822,7 +837,11 @@ def one_line(result: RunResult) -> str:
         text += f"\n    ERROR: {result.error}"
     if result.details:
         text += f"\n    {result.details}"
-    for name, stats in (("moving", result.moving), ("other", result.other)):
+    for name, stats in (
+        ("moving", result.moving),
+        ("other", result.other),
+        ("before the move, every key", result.before),
+    ):
         if stats is not None:
             text += (
                 f"\n    {name}: {stats.requests} requests, slowest started "
@@ -863,7 +882,8 @@ def print_report(
         f"idle, back under load); Redis Cluster moves 4096 of 16384 slots with "
         f"`redis-cli --cluster reshard --cluster-pipeline {RESHARD_PIPELINE}` (node 1 -> "
         f"node 2 idle, back under load). Load: {args.load_clients} clients, GET/SET 50/50 on "
-        "random keys, 1 s before and after the move. Stall: the longest single request.\n"
+        "random keys, 1 s before and after the move. Stall: the longest single request "
+        "started during the move; stall before: the longest of the second before it.\n"
     )
     md_headers = HEADERS[:-1]
     print("| " + " | ".join(md_headers) + " |")
