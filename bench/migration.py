@@ -588,7 +588,7 @@ def bench_redis(args: argparse.Namespace) -> tuple[list[RunResult], int | None]:
 
 # How often the job record is read while a move runs. The totals come from the record's
 # own timestamps, so this only rounds the "wall" column; each read costs the confmaster a
-# ZooKeeper round trip through a thread, which competes for the GIL with the mover.
+# ZooKeeper read through a worker thread, which competes for the GIL with the mover.
 POLL_S = 0.1
 
 

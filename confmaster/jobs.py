@@ -751,21 +751,35 @@ class JobsDriver:
 
 
 async def read_jobs(confmaster: Confmaster, cluster: str) -> list[MigrationJobPayload]:
-    """Every job record of a cluster, oldest first (any confmaster can answer)."""
+    """Every job record of a cluster, oldest first (any confmaster can answer): the list,
+    then every record in one pipelined round trip."""
     zk = confmaster.zk
     try:
         names = await zk.children(migrations_path(cluster))
     except NoNodeError:
         return []
     jobs = []
-    for name in names:
+    for data in await zk.get_many([migration_path(cluster, name) for name in names]):
+        if data is None:
+            continue  # trimmed meanwhile
         try:
-            data, _stat = await zk.get(migration_path(cluster, name))
             jobs.append(MigrationJobPayload.from_json(data))
-        except (NoNodeError, ValidationError):
+        except ValidationError:
             continue
     jobs.sort(key=lambda job: (int(job.id) if job.id.isdigit() else 0, job.id))
     return jobs
+
+
+async def read_job(confmaster: Confmaster, cluster: str, job_id: str) -> MigrationJobPayload | None:
+    """One job record (one ZooKeeper read: what a dashboard polling a job costs), or None."""
+    try:
+        data, _stat = await confmaster.zk.get(migration_path(cluster, job_id))
+    except NoNodeError:
+        return None
+    try:
+        return MigrationJobPayload.model_validate_json(data)
+    except ValidationError:
+        return None
 
 
 # The steps logged as the driver starts them (outcomes are logged where they happen).

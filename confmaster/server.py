@@ -37,7 +37,7 @@ from confmaster.cluster import (
 )
 from confmaster.driver import FailoverDriver
 from confmaster.failover import FailoverConfig, ManualFailover, MemberAdded, MemberRemoved
-from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_jobs
+from confmaster.jobs import JobsConfig, JobsDriver, job_view, read_job, read_jobs
 from confmaster.metrics import ConfmasterMetrics
 from confmaster.metrics import collect as confmaster_metrics
 from tessera.errors import CoordinationError
@@ -378,20 +378,27 @@ class Confmaster:
             return metrics_response(self.registry, request)
         if parts == ["clusters"] and method == "GET":
             return Response(200, {"clusters": await self.clusters()})
+        if (
+            len(parts) == 4
+            and parts[0] == "clusters"
+            and parts[2] == "migrations"
+            and (method == "GET")
+        ):
+            # One read, not the whole cluster and every job: dashboards poll this.
+            job = await read_job(self, parts[1], parts[3])
+            if job is not None:
+                return Response(200, job_view(job))
+            await self.read_state(parts[1])  # a 404 naming the cluster if it is missing
+            raise HttpError(404, f"no migration job {parts[3]!r}")
         if len(parts) >= 2 and parts[0] == "clusters" and method == "GET":
             state = await self.read_state(parts[1])
             if len(parts) == 2:
                 return Response(200, await self._status(state))
             if parts[2:] == ["map"]:
                 return Response(200, state.map.model_dump(by_alias=True))
-            if parts[2:3] == ["migrations"] and len(parts) <= 4:
+            if parts[2:] == ["migrations"]:
                 jobs = await read_jobs(self, parts[1])
-                if len(parts) == 3:
-                    return Response(200, {"jobs": [job_view(job) for job in jobs]})
-                for job in jobs:
-                    if job.id == parts[3]:
-                        return Response(200, job_view(job))
-                raise HttpError(404, f"no migration job {parts[3]!r}")
+                return Response(200, {"jobs": [job_view(job) for job in jobs]})
         if method in ("POST", "PUT", "DELETE"):
             if not self.is_leader:
                 return Response(

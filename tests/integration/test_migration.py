@@ -264,6 +264,17 @@ def test_bad_requests_are_refused_up_front(
     assert cluster.api("GET", "/clusters/default/migrations")["jobs"] == []
 
 
+def test_reading_a_job_that_does_not_exist_is_a_404_naming_it(cluster: LocalCluster) -> None:
+    for path, why in (
+        ("/clusters/default/migrations/77", "no migration job '77'"),
+        ("/clusters/nope/migrations/1", "unknown cluster 'nope'"),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            cluster.api("GET", path)
+        assert caught.value.code == 404
+        assert why in http_error_text(caught.value)
+
+
 def test_a_range_in_a_running_job_is_refused(cluster: LocalCluster) -> None:
     [slow] = start(cluster, (0, 2047, 1), rate_mb_s=0.05)
     out = cli(cluster, "migrate", "--range", "2000-2100:1")
