@@ -44,6 +44,7 @@ log = logging.getLogger("tessera.pgserver")
 
 _RECV_BYTES = 256 * 1024
 _POLLS_PER_WAKEUP = 8
+_WAKEUP_BUDGET_S = 0.003
 _REPLIES_PER_FLUSH = 64
 # A client stops being read while this much of its replies waits for commits.
 _MAX_HELD_BYTES = 1 << 20
@@ -335,13 +336,17 @@ class PgServer:
                 # Serve what is ready, then look again before going back to trio: clients
                 # on other cores often have the next request in by then, and every trio
                 # wakeup we save costs more than a poll(0). Bounded, so other tasks run.
+                # Bounded by polls, replies and time, so other tasks run and a client's
+                # small request never waits behind much more than _WAKEUP_BUDGET_S of
+                # others' work (a migration's load frames, a big pipeline).
                 replies: list[_Connection] = []
+                deadline = time.perf_counter() + _WAKEUP_BUDGET_S
                 for _ in range(_POLLS_PER_WAKEUP):
                     events = poller.poll(0)
                     if not events:
                         break
                     self._serve_events(events, listener, listener_fd, replies)
-                    if len(replies) >= _REPLIES_PER_FLUSH:
+                    if len(replies) >= _REPLIES_PER_FLUSH or time.perf_counter() > deadline:
                         break
                 if replies:
                     self._flush(replies)
