@@ -599,7 +599,11 @@ def tessera_move(
     first, last = TESSERA_MOVING
     result = RunResult("Tessera", mode, 0, args.value_size)
     result.keys_moved = sum(1 for i in range(args.keys) if first <= pn(key_name(i)) <= last)
-    body = {"ranges": [[first, last, target_pg]], "rate_mb_s": 0, "block_budget_ms": 3000}
+    body = {
+        "ranges": [[first, last, target_pg]],
+        "rate_mb_s": args.rate_mb_s,
+        "block_budget_ms": 3000,
+    }
     records: dict[str, dict[str, Any]] = {}
 
     def move() -> float:
@@ -912,6 +916,12 @@ def main() -> None:
     parser.add_argument("--load-clients", type=int, default=4)
     parser.add_argument("--fill-procs", type=int, default=4, help="processes loading keys")
     parser.add_argument("--move-timeout", type=float, default=600, help="seconds per move")
+    parser.add_argument(
+        "--rate-mb-s",
+        type=float,
+        default=0,
+        help="Tessera's copy throttle (0: none): what a slower move buys the clients",
+    )
     parser.add_argument(
         "--confmaster-log",
         type=Path,
