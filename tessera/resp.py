@@ -205,6 +205,9 @@ class _RequestScanner:
         return self._args
 
 
+_OTHER_AGGREGATES = b"%~>|"  # RESP3 aggregate types besides '*'
+
+
 class RequestParser:
     """Turns a client's byte stream into commands (lists of bytes).
 
@@ -276,8 +279,8 @@ class RequestParser:
                 return commands
             was_clean = False
         found = len(commands)
-        if self._big_array(data) or any(
-            kind in data and search(data) for kind, search in self._big_others
+        if self._big_array(data) or (
+            len(data.translate(None, _OTHER_AGGREGATES)) != len(data) and self._big_other(data)
         ):
             return self._reparse(data, commands, found)
         skipped = False
@@ -328,6 +331,11 @@ class RequestParser:
         else:
             self.exact = was_clean and not skipped
         return commands
+
+    def _big_other(self, data: bytes) -> bool:
+        """Whether `data` holds a RESP3 aggregate header (not '*') with a count as long as
+        the limit's digits; only asked when one of those type bytes is present at all."""
+        return any(kind in data and search(data) for kind, search in self._big_others)
 
     def _finish_partial(self, data: bytes, commands: list[Command]) -> bytes:
         """Feed hiredis the rest of the request it holds; return the bytes after it."""
