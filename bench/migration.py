@@ -63,7 +63,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from tessera.partition import pn
+from tessera.partition import format_ranges, pn, runs
 from tessera.zkserver import ZooKeeperServer
 from tests.cluster_fixtures import LocalCluster, http_error_text, wait_until
 from tests.procs import free_port, start_redis, stop
@@ -503,9 +503,10 @@ def reshard(
     result.keys_moved = sum(1 for i in range(keys) if moved[redis_slot(key_name(i))])
     if not result.error:
         result.total_s = result.wall_s = elapsed
-    runs = _runs([s for s in range(SLOTS) if moved[s]])
+    moved_runs = format_ranges(runs([s for s in range(SLOTS) if moved[s]])) or "none"
     result.details = (
-        f"slots moved {runs} ({sum(moved)} slots), options: --cluster-pipeline {RESHARD_PIPELINE}"
+        f"slots moved {moved_runs} ({sum(moved)} slots), "
+        f"options: --cluster-pipeline {RESHARD_PIPELINE}"
     )
     if samples:
         result.moving, result.other, result.before = class_stats(
@@ -515,16 +516,6 @@ def reshard(
         if texts:
             result.details += "; client errors: " + " / ".join(texts)
     return result
-
-
-def _runs(values: list[int]) -> str:
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and runs[-1][1] == v - 1:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs) or "none"
 
 
 def bench_redis(args: argparse.Namespace) -> tuple[list[RunResult], int | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tessera.errors import ConfigError
-from tessera.partition import PARTITIONS, format_ranges, parse_ranges
+from tessera.partition import PARTITIONS, format_ranges, parse_ranges, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class PartitionMap:
         missing = [pn for pn, b in enumerate(owner) if b == -1]
         if missing:
             raise ConfigError(
-                f"partitions {format_ranges(_compress(missing))} have no backend; "
+                f"partitions {format_ranges(runs(missing))} have no backend; "
                 f"--backend ranges must cover 0-{PARTITIONS - 1} exactly once"
             )
         return cls(backends, owner, version)
@@ -109,13 +109,3 @@ class PartitionMap:
     def describe(self) -> str:
         parts = [f"{a}-{b}={backend.name}" for (a, b), backend in self.ranges()]
         return f"version {self.version}: " + " ".join(parts)
-
-
-def _compress(pns: list[int]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for pn in pns:
-        if out and out[-1][1] == pn - 1:
-            out[-1] = (out[-1][0], pn)
-        else:
-            out.append((pn, pn))
-    return out

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.partition import PARTITIONS, format_ranges, pn
+from tessera.partition import PARTITIONS, format_ranges, pn, runs
 from tests.chaos.cluster import ChaosCluster, Proc
 from tests.chaos.history import Counts, KeyHistory
 from tests.chaos.load import Load, RawClient, Unknown
@@ -384,8 +384,8 @@ def check_members(
 ) -> list[str]:
     """No member of `pg` keeps keys of partitions owned elsewhere (once the source's
     throttled delete is through), and all members hold as many keys of their own."""
-    owned = format_ranges(_ranges([p for p in range(PARTITIONS) if owners[p] == pg]))
-    foreign = format_ranges(_ranges([p for p in range(PARTITIONS) if owners[p] != pg]))
+    owned = format_ranges(runs([p for p in range(PARTITIONS) if owners[p] == pg]))
+    foreign = format_ranges(runs([p for p in range(PARTITIONS) if owners[p] != pg]))
     members = cluster.pg(pg)["members"]
     deadline = time.monotonic() + settle_s
     while True:
@@ -411,13 +411,3 @@ def _count(cluster: ChaosCluster, member_id: str, ranges: str) -> int:
         return int(reply[0]) if isinstance(reply, list) else -1
     finally:
         client.close()
-
-
-def _ranges(partitions: list[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for p in partitions:
-        if ranges and ranges[-1][1] == p - 1:
-            ranges[-1] = (ranges[-1][0], p)
-        else:
-            ranges.append((p, p))
-    return ranges
