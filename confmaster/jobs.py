@@ -758,14 +758,8 @@ async def read_jobs(confmaster: Confmaster, cluster: str) -> list[MigrationJobPa
         names = await zk.children(migrations_path(cluster))
     except NoNodeError:
         return []
-    jobs = []
-    for data in await zk.get_many([migration_path(cluster, name) for name in names]):
-        if data is None:
-            continue  # trimmed meanwhile
-        try:
-            jobs.append(MigrationJobPayload.from_json(data))
-        except ValidationError:
-            continue
+    records = await zk.get_many([migration_path(cluster, name) for name in names])
+    jobs = [job for data in records if (job := _parse_job(data)) is not None]
     jobs.sort(key=lambda job: (int(job.id) if job.id.isdigit() else 0, job.id))
     return jobs
 
@@ -775,6 +769,13 @@ async def read_job(confmaster: Confmaster, cluster: str, job_id: str) -> Migrati
     try:
         data, _stat = await confmaster.zk.get(migration_path(cluster, job_id))
     except NoNodeError:
+        return None
+    return _parse_job(data)
+
+
+def _parse_job(data: bytes | None) -> MigrationJobPayload | None:
+    """A job record's payload; None for a node gone meanwhile or one that does not parse."""
+    if data is None:
         return None
     try:
         return MigrationJobPayload.model_validate_json(data)

@@ -378,12 +378,7 @@ class Confmaster:
             return metrics_response(self.registry, request)
         if parts == ["clusters"] and method == "GET":
             return Response(200, {"clusters": await self.clusters()})
-        if (
-            len(parts) == 4
-            and parts[0] == "clusters"
-            and parts[2] == "migrations"
-            and (method == "GET")
-        ):
+        if method == "GET" and len(parts) == 4 and parts[::2] == ["clusters", "migrations"]:
             # One read, not the whole cluster and every job: dashboards poll this.
             job = await read_job(self, parts[1], parts[3])
             if job is not None:

@@ -76,13 +76,17 @@ _NOAUTH = b"-NOAUTH Authentication required.\r\n"
 _NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
 
 
-def fenced_reply(partition: int) -> bytes:
+def fenced_error(partition: int) -> str:
     """What a command on a fenced partition gets; gateways recognise the prefix
     `-TRYAGAIN partition ` and refresh their partition map before retrying."""
-    return encode_error(
+    return (
         f"TRYAGAIN partition {partition} is moving to another partition group; "
         "refresh the partition map and retry"
     )
+
+
+def fenced_reply(partition: int) -> bytes:
+    return encode_error(fenced_error(partition))
 
 
 def _refusal(ctx: Context, entry: Entry, argv: list[bytes]) -> bytes | None:

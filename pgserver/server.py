@@ -394,9 +394,10 @@ class PgServer:
         if durability.has_unwritten:
             durability.write()  # group commit: one record, one write for all these clients
         end_lsn = durability.log.end_lsn
+        reply_lsn = self.reply_lsn
         if self._held:
-            self._release(self.reply_lsn)  # what is committed goes first, in order
-        if self.reply_lsn < end_lsn or self._held:
+            self._release(reply_lsn)  # what is committed goes first, in order
+        if reply_lsn < end_lsn or self._held:
             # Replies that saw keys wait for the commit; control replies (PING, HELLO,
             # TSR.ROLE...) observed nothing uncommitted and go out now, unless replies of
             # the same client wait before them.

@@ -108,6 +108,7 @@ def _is_hex(two: bytes) -> bool:
     return len(two) == 2 and all(c in b"0123456789abcdefABCDEF" for c in two)
 
 
+_OTHER_AGGREGATES = b"%~>|"  # RESP3 aggregate types besides '*'
 _INT = re.compile(rb"0|-?[1-9][0-9]{0,18}")  # Redis's string2ll: no '+', spaces, leading 0s
 
 
@@ -205,9 +206,6 @@ class _RequestScanner:
         return self._args
 
 
-_OTHER_AGGREGATES = b"%~>|"  # RESP3 aggregate types besides '*'
-
-
 class RequestParser:
     """Turns a client's byte stream into commands (lists of bytes).
 
@@ -236,13 +234,14 @@ class RequestParser:
         # collector walks or frees it. So a read with an aggregate count as long as the
         # limit's digits never reaches hiredis; the scanner checks it against the limit.
         digits = len(str(limits.max_multibulk_len))
-        # One search per aggregate type, each starting with its literal type byte: sre then
-        # skips to that byte quickly (a character class first is ~10x slower per byte on
-        # payloads), and the types other than '*' are searched for only when present.
+        # One search per aggregate type, each starting with its literal type byte, which
+        # sre skips to quickly; one search with a character class first made parsing a
+        # migration's 50 MB of frames take 0.32 s instead of 0.17 s. The types other than
+        # '*' are searched for only when present.
         self._big_array = re.compile(rb"\*[-+]?[0-9]{%d}" % digits).search
         self._big_others = [
             (kind, re.compile(re.escape(kind) + rb"[-+]?[0-9]{%d}" % digits).search)
-            for kind in (b"%", b"~", b">", b"|")
+            for kind in (bytes([byte]) for byte in _OTHER_AGGREGATES)
         ]
         self._new_reader()
         self._clean = True  # hiredis holds no partial request

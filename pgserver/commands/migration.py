@@ -14,7 +14,7 @@ import hiredis
 
 from pgserver.commands import internal
 from pgserver.commands._util import parse_int, try_int
-from pgserver.context import execute, fenced_reply
+from pgserver.context import execute, fenced_error
 from pgserver.dump import (
     DEFAULT_CHUNK_ELEMENTS,
     DEFAULT_FRAME_BYTES,
@@ -225,7 +225,7 @@ def tsr_loadstrings(ctx: Context, argv: list[bytes]) -> object:
     if ks.fenced and not replaying:
         for partition, _, _ in sections:
             if ks.fenced.flags[partition]:
-                raise CommandError(fenced_reply(partition)[1:-2].decode())
+                raise CommandError(fenced_error(partition))
     install = ks.install_strings
     stored = 0
     for partition, keys, values in sections:
@@ -250,14 +250,12 @@ def tsr_droppartitions(ctx: Context, argv: list[bytes]) -> object:
     if ctx is not server.replay_ctx:
         raise CommandError("ERR TSR.DROPPARTITIONS is only replayed from the log; use TSR.DELRANGE")
     ranges = parse_partition_ranges(argv[1])
-    ks = ctx.ks
-    freed: list[object] = []
-    removed = 0
-    for first, last in ranges:
-        for partition in range(first, last + 1):
-            removed += ks.drop_partition(partition, freed, 0)
+    partitions = [p for first, last in ranges for p in range(first, last + 1)]
+    drop = ctx.ks.drop_partition
+    freed: list[object] = []  # freed at once here: a slave applies a record in one step
+    removed = sum(drop(partition, freed, 0) for partition in partitions)
     ctx.rewrite()
-    server.log_write(argv, [p for first, last in ranges for p in range(first, last + 1)])
+    server.log_write(argv, partitions)
     return removed
 
 

@@ -113,6 +113,16 @@ def _state(server: PgServer) -> tuple[object, object]:
     return server.keyspace.data, server.keyspace.expires
 
 
+def _assert_a_restart_rebuilds(server: PgServer, config: PgServerConfig) -> None:
+    """Stop `server` and start another on its data: its keyspace comes back exactly."""
+    expected = _state(server)
+    server.durability.close()
+    restarted = PgServer(config)
+    restarted.recover()
+    assert _state(restarted) == expected
+    restarted.durability.close()
+
+
 def test_load_applies_a_blob_and_logs_its_commands_not_itself(session: Session) -> None:
     key, hkey = _key_in(0, 99), _key_in(0, 99, 1)
     blob = _blob(
@@ -224,13 +234,8 @@ def test_load_logs_the_blob_as_it_came_and_a_restart_replays_it(tmp_path: Path) 
     payload = b"".join(record.payload for record in server.durability.log.read(0))
     assert payload.startswith(plain)
     assert b"TSR.LOAD" not in payload
-    expected = _state(server)
-    server.durability.close()
-    restarted = PgServer(config)
-    restarted.recover()
-    assert _state(restarted) == expected
-    assert len(restarted.keyspace.data) == 52
-    restarted.durability.close()
+    assert len(server.keyspace.data) == 52
+    _assert_a_restart_rebuilds(server, config)
 
 
 # ---------------------------------------------------------------------------- TSR.LOADSTRINGS
@@ -301,12 +306,7 @@ def test_loadstrings_survives_a_restart(tmp_path: Path) -> None:
     assert sorted({p for record in records for p in record.partitions}) == sorted(
         {pn(key) for key, _ in pairs}
     )
-    expected = _state(server)
-    server.durability.close()
-    restarted = PgServer(config)
-    restarted.recover()
-    assert _state(restarted) == expected
-    restarted.durability.close()
+    _assert_a_restart_rebuilds(server, config)
 
 
 def test_droppartitions_is_only_replayed(session: Session) -> None:
@@ -367,9 +367,4 @@ def test_range_deletion_logs_what_it_deletes_and_a_replay_deletes_the_same(
                 dropped = PartitionSet(parse_ranges(argv[1].decode())).members()
                 assert set(dropped) <= set(record.partitions)
     assert names == {b"DEL", b"TSR.DROPPARTITIONS", b"SET"}
-    expected = _state(server)
-    server.durability.close()
-    restarted = PgServer(config)
-    restarted.recover()
-    assert _state(restarted) == expected
-    restarted.durability.close()
+    _assert_a_restart_rebuilds(server, config)
