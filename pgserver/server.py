@@ -25,6 +25,7 @@ from pathlib import Path
 
 import trio
 import trio.lowlevel
+from mypy_extensions import mypyc_attr
 
 from pgserver.checkpoint import list_snapshots, snapshot_name
 from pgserver.commands import load_all
@@ -52,6 +53,9 @@ _MAX_HELD_BYTES = 1 << 20
 load_all()
 
 
+# Tests subclass PgServer (tests/unit/conftest.py records every logged write); compiled
+# with mypyc, only classes marked so may have interpreted subclasses.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PgServer:
     """One partition-group member. Owns its keyspace, log, clients and their tasks."""
 

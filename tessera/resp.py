@@ -17,6 +17,14 @@ import hiredis
 
 from tessera.errors import ProtocolError
 
+# Re-exported: handlers import the reply types from here.
+from tessera.replies import Double as Double
+from tessera.replies import ErrorReply as ErrorReply
+from tessera.replies import Map as Map
+from tessera.replies import RawReply as RawReply
+from tessera.replies import SetReply as SetReply
+from tessera.replies import SimpleString as SimpleString
+
 Command = list[bytes]
 
 _NOT_ENOUGH: Final = object()  # private sentinel: hiredis's False is a real RESP3 value
@@ -220,7 +228,7 @@ class RequestParser:
         "_clean",
         "_gets",
         "_has_data",
-        "_inline",
+        "_inline_buf",
         "_limits",
         "_reader",
         "_scanner",
@@ -245,7 +253,7 @@ class RequestParser:
         ]
         self._new_reader()
         self._clean = True  # hiredis holds no partial request
-        self._inline = b""  # unfinished inline line
+        self._inline_buf = b""  # unfinished inline line
         self._scanner: _RequestScanner | None = None  # the partial request hiredis holds
         # True when the last fed bytes were exactly the RESP arrays returned for them (no
         # inline, nothing partial before or after, nothing skipped): then those bytes can
@@ -272,7 +280,7 @@ class RequestParser:
             was_clean = False
         else:
             was_clean = True
-        if self._inline or data[:1] != b"*":
+        if self._inline_buf or data[:1] != b"*":
             data = self._feed_inline(data, commands)
             if not data:
                 return commands
@@ -384,59 +392,41 @@ class RequestParser:
         return commands
 
     def _feed_inline(self, data: bytes, commands: list[Command]) -> bytes:
-        buf = self._inline + data if self._inline else data
+        buf = self._inline_buf + data if self._inline_buf else data
         limit = self._limits.max_inline_bytes
         while buf and buf[:1] != b"*":
             nl = buf.find(b"\n")
             if nl == -1:
                 if len(buf) > limit:
-                    self._inline = b""
+                    self._inline_buf = b""
                     raise RequestProtocolError(
                         "ERR Protocol error: too big inline request", commands
                     )
-                self._inline = buf
+                self._inline_buf = buf
                 return b""
             if nl > limit:
-                self._inline = b""
+                self._inline_buf = b""
                 raise RequestProtocolError("ERR Protocol error: too big inline request", commands)
             args = split_args(buf[:nl])
             buf = buf[nl + 1 :]
             if args is None:
-                self._inline = b""
+                self._inline_buf = b""
                 raise RequestProtocolError(
                     "ERR Protocol error: unbalanced quotes in request", commands
                 )
             if args:
                 commands.append(args)
-        self._inline = b""
+        self._inline_buf = b""
         return buf
 
 
 # --------------------------------------------------------------------------- replies
 
 
-class SimpleString(bytes):
-    """A +status reply, e.g. +OK."""
 
 
-class Double(float):
-    """A floating point reply: bulk string in RESP2, ',' in RESP3 (Redis 7.0 formatting)."""
 
 
-class Map(list[tuple[object, object]]):
-    """Key/value pairs: flat array in RESP2, '%' map in RESP3."""
-
-
-class SetReply(list[object]):
-    """An unordered collection: array in RESP2, '~' set in RESP3."""
-
-
-class RawReply(bytes):
-    """Already-encoded RESP, sent verbatim (e.g. COMMAND INFO copied from Redis)."""
-
-
-class ErrorReply(str):
-    """An error inside a reply (text without the leading '-')."""
 
 
 class _NullArray:

@@ -23,9 +23,13 @@ def server_at(data_dir: Path, **overrides: object) -> PgServer:
 
 
 def run(server: PgServer, *args: str | bytes) -> bytes:
-    """Execute one command and write the log, as the reactor does after each wakeup."""
-    ctx = getattr(server, "_test_ctx", None) or Context(server)
-    server._test_ctx = ctx  # type: ignore[attr-defined]
+    """Execute one command as the server's one client and write the log, as the reactor
+    does after each wakeup. (The client is registered in server.clients as the reactor
+    does, not kept in an ad-hoc attribute: a mypyc-compiled PgServer has none.)"""
+    ctx = next(iter(server.clients.values()), None)
+    if ctx is None:
+        ctx = Context(server)
+        server.clients[ctx.client_id] = ctx
     server.keyspace.tick()
     reply = execute(ctx, [a if isinstance(a, bytes) else a.encode() for a in args])
     server.durability.write()
