@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from gateway.commands import KINDS, Kind
 from tessera import __version__
+from tessera.compiled import loaded_compiled
 from tessera.gcstats import GC_PAUSES
 from tessera.metrics import by_command
 from tessera.resp import Map, RawReply, encode, encode_error
@@ -231,6 +232,7 @@ class LocalCommands:
             "Server": [
                 ("redis_version", "7.0.15"),
                 ("tessera_version", __version__),
+                ("tessera_compiled_modules", len(loaded_compiled())),
                 ("redis_mode", "cluster-proxy"),
                 ("process_id", os.getpid()),
                 ("tcp_port", server.port),

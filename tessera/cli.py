@@ -10,11 +10,13 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
 from pydantic import ValidationError
 
+from tessera.compiled import stale_modules
 from tessera.errors import TesseraError
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -74,6 +76,13 @@ def setup_logging(level: str = "info", json_lines: bool = False) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    stale = stale_modules(Path(__file__).resolve().parent.parent)
+    if stale:
+        logging.getLogger("tessera").warning(
+            "compiled modules older than their source run the old code: %s "
+            "(rebuild with `make compiled`, or `make pure` to run the sources)",
+            ", ".join(stale),
+        )
 
 
 def fail(prog: str, message: str) -> NoReturn:

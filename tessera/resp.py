@@ -423,12 +423,6 @@ class RequestParser:
 # --------------------------------------------------------------------------- replies
 
 
-
-
-
-
-
-
 class _NullArray:
     """*-1 in RESP2 (e.g. a timed-out pop), '_' in RESP3."""
 

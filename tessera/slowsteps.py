@@ -10,11 +10,22 @@ clock reads to every task step.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import trio
 
 log = logging.getLogger("tessera.slowsteps")
+
+# trio names a task after its function's module and qualified name, but a method compiled by
+# mypyc has no __module__, so trio falls back to the bound method's repr.
+_BOUND_METHOD = re.compile(r"<bound method ([\w.]+) of <([\w.]+)\.\w+ object at ")
+
+
+def task_name(task: trio.lowlevel.Task) -> str:
+    """The task's function as module.Class.method, whether or not it runs compiled."""
+    match = _BOUND_METHOD.match(task.name)
+    return f"{match[2]}.{match[1]}" if match else task.name
 
 
 class SlowStepMonitor(trio.abc.Instrument):
@@ -35,11 +46,12 @@ class SlowStepMonitor(trio.abc.Instrument):
             return
         self.slow_steps += 1
         self.longest_s = max(self.longest_s, elapsed)
+        name = task_name(task)
         log.warning(
             "task %s held the event loop for %.1f ms",
-            task.name,
+            name,
             elapsed * 1000,
-            extra={"task": task.name, "step_ms": round(elapsed * 1000, 1)},
+            extra={"task": name, "step_ms": round(elapsed * 1000, 1)},
         )
 
 

@@ -8,8 +8,24 @@ from pathlib import Path
 import pytest
 import redis
 
+from tessera.compiled import compiled_modules, stale_modules
 from tests.differ import Differ, raw_client
-from tests.procs import start_pgserver, start_redis, stop
+from tests.procs import REPO, start_pgserver, start_redis, stop
+
+
+def pytest_report_header() -> str:
+    """Say whether this run tests mypyc-compiled modules (scripts/build_fast.py)."""
+    count = sum(1 for path in compiled_modules(REPO) if "__mypyc" not in path.name)
+    return f"compiled modules (mypyc): {count}" if count else "compiled modules (mypyc): none"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    stale = stale_modules(REPO)
+    if stale:
+        raise pytest.UsageError(
+            f"compiled modules older than their source: {', '.join(stale)}; "
+            "rebuild (make build-fast) or remove them (make clean-fast)"
+        )
 
 
 @pytest.fixture(scope="session")

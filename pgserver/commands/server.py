@@ -15,6 +15,7 @@ from pgserver.commands._util import unknown_subcommand, wrong_arity
 from pgserver.glob import glob_match
 from tessera import __version__
 from tessera.command_table import COMMANDS
+from tessera.compiled import loaded_compiled
 from tessera.errors import CommandError
 from tessera.gcstats import GC_PAUSES
 from tessera.resp import OK, Map, RawReply
@@ -148,6 +149,7 @@ def info_sections(ctx: Context) -> dict[str, list[tuple[str, object]]]:
         "Server": [
             ("redis_version", "7.0.15"),
             ("tessera_version", __version__),
+            ("tessera_compiled_modules", len(loaded_compiled())),
             ("redis_mode", "standalone"),
             ("os", os.uname().sysname),
             ("process_id", os.getpid()),

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tessera.compiled import COMPILED_SETS, extension_path
 from tests.procs import REPO, free_port, start_pgserver, stop
 
 
@@ -139,3 +140,13 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert free_port() > 0
+
+
+def test_info_says_how_many_modules_run_compiled(tmp_path: Path) -> None:
+    """Operators can tell a mypyc-compiled pgserver (make compiled) from a pure-Python one."""
+    built = sum(1 for module in COMPILED_SETS["pgserver"] if extension_path(module, REPO).exists())
+    proc, port = start_pgserver(tmp_path)
+    try:
+        assert redis.Redis(port=port).info("server")["tessera_compiled_modules"] == built
+    finally:
+        stop(proc)

@@ -40,3 +40,23 @@ def test_off_without_a_threshold() -> None:
     assert instruments(None) == []
     [monitor] = instruments(5)
     assert isinstance(monitor, SlowStepMonitor)
+
+
+def test_a_compiled_method_is_named_like_an_interpreted_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """trio names a task running a mypyc-compiled method by the bound method's repr."""
+    monitor = SlowStepMonitor(threshold_ms=0)
+
+    async def step() -> None:
+        pass
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            name = "<bound method PgServer.serve of <pgserver.server.PgServer object at 0x7f>>"
+            nursery.start_soon(step, name=name)
+
+    with caplog.at_level(logging.WARNING, logger="tessera.slowsteps"):
+        trio.run(main, instruments=[monitor])
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("task pgserver.server.PgServer.serve held" in line for line in logged)
