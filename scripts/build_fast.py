@@ -12,7 +12,7 @@ tessera.compiled.stale_modules() tell which are stale).
 
 Sets (cumulative; `all` is the default):
   core      tessera.resp, tessera.partition, tessera.keys (the codec and key hashing)
-  pgserver  core + the pgserver's hot path (server loop, dispatcher, keyspace, strings, log)
+  pgserver  core + the pgserver's hot path (server loop, dispatcher, keyspace, commands, log)
   gateway   core + the gateway's hot path (server loop, command kinds, routing)
   all       pgserver + gateway
 """

@@ -22,7 +22,15 @@ _PGSERVER = [
     "pgserver.durability",
     "pgserver.log",
     "pgserver.log_format",
+    "pgserver.commands.keys",
+    "pgserver.commands.hashes",
+    "pgserver.commands.lists",
+    "pgserver.commands.sets",
+    "pgserver.commands.sorted_sets",
+    "pgserver.zset",
 ]
+# pgserver.replication stays interpreted: compiled, importing it crashed the interpreter
+# (a segfault while creating the module; it and pgserver.server import each other).
 # gateway.blocking stays interpreted: its generic dataclasses (Release[T]...) fail at import
 # when compiled (mypyc issue #827), and the hot path only reads `blocks.blocked_job[pn]`.
 _GATEWAY = ["gateway.server", "gateway.commands", "gateway.routing"]
