@@ -529,10 +529,11 @@ class GatewayServer:
         """Dispatch one read's commands, the common case inline.
 
         A single-key command of an authenticated client, with no partition blocked or held
-        and its backend connection up, is queued here without a call per command; a run of
-        them for one backend is cut into that connection's output as one piece. `data`,
-        when the parser vouched (`exact`) that it is exactly `commands`, is forwarded as it
-        came if the whole read is one run. Anything else takes `_dispatch`.
+        and its backend not known to be down, is queued here without a call per command; a run of
+        them for one backend goes into that connection's output as one piece. `data`, when
+        the parser vouched (`exact`) that it is exactly `commands`, is forwarded as it came,
+        cut between runs, up to the first command that takes `_dispatch`; after that,
+        commands are encoded again.
         """
         kinds = KINDS
         owner = self.map.owner
@@ -543,6 +544,7 @@ class GatewayServer:
         calls = self.calls
         run_conn: BackendConn | None = None  # where the run of queued commands goes
         first = 0  # the run's first command
+        at = 0  # where it starts in data
         stop = len(commands)
         i = 0
         while i < stop:
@@ -550,11 +552,12 @@ class GatewayServer:
             name = argv[0]
             if fast and kinds.get(name) is _SINGLE and len(argv) > 1:
                 pn = partition_of(argv[1])
-                conn = route[owner[pn]]
+                index = owner[pn]
+                conn = route[index] or self._connect_route(client.resp3, index)
                 if conn is not None:
                     if conn is not run_conn:
                         if run_conn is not None:
-                            self._cut(run_conn, commands, first, i, data)
+                            at = self._cut(run_conn, commands, first, i, data, at)
                         run_conn = conn
                         first = i
                         waiting = conn.waiting
@@ -568,8 +571,9 @@ class GatewayServer:
                     i += 1
                     continue
             if run_conn is not None:
-                self._cut(run_conn, commands, first, i, data)
+                self._cut(run_conn, commands, first, i, data, at)
                 run_conn = None
+            data = None
             self._dispatch(client, argv)
             i += 1
             if client.closing:
@@ -578,7 +582,7 @@ class GatewayServer:
             route = self._route[client.resp3]
             fast = client.authenticated and not (self.blocks.jobs or self.moving.count)
         if run_conn is not None:
-            self._cut(run_conn, commands, first, i, data)
+            self._cut(run_conn, commands, first, i, data, at)
         if broken is not None and not client.closing:
             self._reply(client, encode_error(broken.reply))
             client.closing = True
@@ -594,13 +598,22 @@ class GatewayServer:
         first: int,
         stop: int,
         data: bytes | None,
-    ) -> None:
-        """Append commands[first:stop] (already queued on `conn`) to the connection's output."""
-        if data is not None and first == 0 and stop == len(commands):
-            conn.out.append(data)
-        else:
+        at: int,
+    ) -> int:
+        """Append commands[first:stop] (already queued on `conn`) to the connection's output:
+        data[at:end] when the read's bytes are known to be them, else encoded one by one.
+        Returns `end`, where the next command starts in data."""
+        if data is None:
             conn.out.extend([encode_command(argv) for argv in commands[first:stop]])
+            end = 0
+        elif stop == len(commands):
+            end = len(data)
+            conn.out.append(data if at == 0 else data[at:])
+        else:
+            end = at + _encoded_size(commands, first, stop)
+            conn.out.append(data[at:end])
         self._dirty_backends.add(conn)
+        return end
 
     def _reply(self, client: Client, data: bytes) -> None:
         """Queue a reply that is known right away (after earlier ones, in order)."""
@@ -1315,6 +1328,32 @@ class GatewayServer:
                     if conn.waiting and now - conn.last_reply > timeout:
                         self._close_backend(conn, f"no reply for {timeout:.1f}s")
                 self._flush()
+
+
+# Bytes of a bulk string of n bytes ("$n\r\n...\r\n"), for the sizes most arguments have.
+_BULK_SIZE = [n + 5 + len(str(n)) for n in range(4096)]
+
+
+def _encoded_size(commands: list[list[bytes]], first: int, stop: int) -> int:
+    """Bytes of commands[first:stop] as RESP arrays of bulk strings.
+
+    Exact only for the canonical encoding (no leading zeros or signs), which is what the
+    parser's `exact` vouches for: hiredis refuses the others and the parser rescans them.
+    """
+    size = 0
+    bulk = _BULK_SIZE
+    try:
+        for k in range(first, stop):
+            argv = commands[k]
+            size += bulk[len(argv)] - len(argv) - 2  # "*N\r\n"
+            for arg in argv:
+                size += bulk[len(arg)]
+    except IndexError:  # an argument of 4 KB or more
+        return sum(
+            len(b"*%d\r\n" % len(argv)) + sum(len(arg) + 5 + len(str(len(arg))) for arg in argv)
+            for argv in commands[first:stop]
+        )
+    return size
 
 
 def _ignore(data: bytes) -> None:

@@ -347,6 +347,24 @@ def test_pipeline_for_one_backend_replies_in_order(
         assert other.dbsize() == 0
 
 
+def test_one_write_alternating_backends_is_cut_between_commands(
+    cluster: Cluster, gw: redis.Redis
+) -> None:
+    """A read forwarded in pieces (runs per backend) cut at the right bytes, whatever the
+    argument sizes (lengths of 1-5 digits, around the sizes the gateway has tabulated)."""
+    sizes = [0, 1, 9, 10, 99, 100, 999, 1000, 4095, 4096, 4097, 20_000]
+    keys = [f"{LOW[i % 2]}:{n}" if i % 3 else f"{HIGH[i % 2]}:{n}" for n, i in enumerate(sizes)]
+    request = b"".join(
+        encode_command([b"SET", key.encode(), b"v" * size])
+        for key, size in zip(keys, sizes, strict=True)
+    ) + b"".join(encode_command([b"STRLEN", key.encode()]) for key in keys)
+    with socket.create_connection(("127.0.0.1", cluster.gateway.port), timeout=10) as sock:
+        sock.sendall(request)  # one read, forwarded in pieces: the sizes must be right
+        expected = b"+OK\r\n" * len(sizes) + b"".join(b":%d\r\n" % size for size in sizes)
+        assert recv_exactly(sock, len(expected)) == expected
+    assert {owner_index(key) for key in keys} == {0, 1}
+
+
 def test_concurrent_pipelining_clients_get_their_own_replies(
     cluster: Cluster, gw: redis.Redis
 ) -> None:
