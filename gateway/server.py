@@ -80,6 +80,7 @@ _HELD_TOO_LONG = encode_error(
 )
 _TOO_MANY_HELD = encode_error("TRYAGAIN partition is being moved; too many requests held")
 _MOVED_PREFIX = b"-TRYAGAIN partition "  # a fenced source master (pgserver fenced_reply)
+_SIMPLE_REPLIES = frozenset(b"+-:")  # one line each
 _SPLIT_STEP = {b"mget": 1, b"mset": 2, b"del": 1, b"unlink": 1, b"exists": 1, b"touch": 1}
 
 
@@ -940,21 +941,39 @@ class GatewayServer:
             self._close_backend(conn, "connection lost")
             return
         buf = conn.buf + data if conn.buf else data
+        size = len(buf)
+        find = buf.find
         pos = 0
         waiting = conn.waiting
         inflight = self.inflight
         try:
-            while True:
-                end = scan_reply(buf, pos)
-                if end < 0:
-                    break
+            while pos < size:
+                # Bulk strings, simple strings, errors and integers (nearly every reply) are
+                # cut here; scan_reply, a call and a longer dispatch, only for the others.
+                kind = buf[pos]
+                if kind == 36:  # b"$"
+                    nl = find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    length = int(buf[pos + 1 : nl])
+                    end = nl + 4 + length if length >= 0 else nl + 2
+                    if end > size:
+                        break
+                elif kind in _SIMPLE_REPLIES:
+                    end = find(b"\r\n", pos) + 2
+                    if end < 2:
+                        break
+                else:
+                    end = scan_reply(buf, pos)
+                    if end < 0:
+                        break
                 if not waiting:
                     raise ValueError("reply without a request")
                 waiter = waiting.popleft()
                 for pn in waiter.pns:
                     inflight[pn] -= 1
                 if (
-                    buf[pos] == 45  # b"-": the one check a reply pays (errors are rare)
+                    kind == 45  # b"-": the one check a reply pays (errors are rare)
                     and waiter.argv is not None
                     and buf.startswith(_MOVED_PREFIX, pos)
                 ):
