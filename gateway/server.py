@@ -71,6 +71,9 @@ _SPLIT = Kind.SPLIT
 _SAME_SLOT = Kind.SAME_SLOT
 _UNSUPPORTED = Kind.UNSUPPORTED
 _POLLS_PER_WAKEUP = 8
+# Commands taken from one client per round; the rest of its read waits for the next round,
+# so that a client with a deep pipeline does not hold up every other client's replies.
+_COMMANDS_PER_ROUND = 256
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _CROSSSLOT = encode_error("CROSSSLOT Keys in request don't hash to the same slot")
@@ -183,11 +186,37 @@ class Moved:
         return self.server.clients.get(client.id) is client
 
 
+class Backlog:
+    """The commands of a client's read not dispatched yet (over _COMMANDS_PER_ROUND).
+
+    `start` is the first of them; `data` and `at` as in GatewayServer._serve: the read's bytes
+    when they are exactly its commands, and where commands[start] begins in them. `broken`:
+    the protocol error that ended the read, answered after them.
+    """
+
+    __slots__ = ("at", "broken", "commands", "data", "start")
+
+    def __init__(
+        self,
+        commands: list[list[bytes]],
+        start: int,
+        data: bytes | None,
+        at: int,
+        broken: RequestProtocolError | None,
+    ) -> None:
+        self.commands = commands
+        self.start = start
+        self.data = data
+        self.at = at
+        self.broken = broken
+
+
 class Client:
     """A client connection: parser, identity, ordered reply queue, unsent output."""
 
     __slots__ = (
         "authenticated",
+        "backlog",
         "closing",
         "counted",
         "fd",
@@ -219,6 +248,7 @@ class Client:
         self.waiting_bytes = 0
         self.counted = 0
         self.paused = False  # not read: too many requests in flight (max_inflight_per_client)
+        self.backlog: Backlog | None = None  # not read either: commands of the last read wait
         self.closing = False
         self.authenticated = False
         self.resp3 = False
@@ -348,6 +378,7 @@ class GatewayServer:
         self._route: tuple[list[BackendConn | None], list[BackendConn | None]] = ([], [])
         self._dirty_backends: set[BackendConn] = set()
         self._dirty_clients: set[Client] = set()
+        self._backlogged: list[Client] = []  # clients with a backlog, served once per round
         self._drain_waits: dict[str, tuple[tuple[tuple[int, int], ...], trio.Event]] = {}
         self._nursery: trio.Nursery | None = None
         self._rebuild_routes()
@@ -402,12 +433,17 @@ class GatewayServer:
         by_fd = self._by_fd
         try:
             while True:
-                await wait_readable(poller)
+                if self._backlogged:  # work without a socket event: only let other tasks run
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await wait_readable(poller)
                 for _ in range(_POLLS_PER_WAKEUP):
                     events = poller.poll(0)
-                    if not events:
+                    if not events and not self._backlogged:
                         break
                     self._round_at = time.monotonic()
+                    if self._backlogged:
+                        self._serve_backlogs()
                     for fd, mask in events:
                         if fd == listener_fd:
                             self._accept_all(listener)
@@ -467,6 +503,8 @@ class GatewayServer:
                 self._drain_client(client)
             if not mask & _EPOLLIN or client.fd not in self._by_fd:
                 return
+        if client.backlog is not None:  # not reading: a hang-up is seen after the backlog
+            return
         if client.closing:  # not reading any more: only a hang-up or an error wakes us
             self._close_client(client)
             return
@@ -513,9 +551,10 @@ class GatewayServer:
 
     def _watch(self, client: Client) -> None:
         """Wait for what the client's state needs: writability while output is pending,
-        readability unless paused or closing (a hang-up or an error wakes us regardless)."""
+        readability unless paused, closing or backlogged (a hang-up or an error wakes us
+        regardless)."""
         assert self._poller is not None
-        reading = not (client.paused or client.closing)
+        reading = not (client.paused or client.closing or client.backlog is not None)
         self._poller.modify(
             client.fd, (_EPOLLOUT if client.pending else 0) | (_EPOLLIN if reading else 0)
         )
@@ -526,15 +565,18 @@ class GatewayServer:
         commands: list[list[bytes]],
         data: bytes | None,
         broken: RequestProtocolError | None,
+        start: int = 0,
+        at: int = 0,
     ) -> None:
-        """Dispatch one read's commands, the common case inline.
+        """Dispatch a read's commands from commands[start], the common case inline.
 
         A single-key command of an authenticated client, with no partition blocked or held
-        and its backend not known to be down, is queued here without a call per command; a run of
-        them for one backend goes into that connection's output as one piece. `data`, when
-        the parser vouched (`exact`) that it is exactly `commands`, is forwarded as it came,
-        cut between runs, up to the first command that takes `_dispatch`; after that,
-        commands are encoded again.
+        and its backend not known to be down, is queued here without a call per command; a
+        run of them for one backend goes into that connection's output as one piece. `data`,
+        when the parser vouched (`exact`) that it is exactly `commands` (commands[start] at
+        `at`), is forwarded as it came, cut between runs, up to the first command that takes
+        `_dispatch`; after that, commands are encoded again. Beyond _COMMANDS_PER_ROUND the
+        rest becomes the client's backlog, served in the next round.
         """
         kinds = KINDS
         owner = self.map.owner
@@ -544,10 +586,9 @@ class GatewayServer:
         inflight = self.inflight
         calls = self.calls
         run_conn: BackendConn | None = None  # where the run of queued commands goes
-        first = 0  # the run's first command
-        at = 0  # where it starts in data
-        stop = len(commands)
-        i = 0
+        first = start  # the run's first command (it starts at `at` in data)
+        stop = min(len(commands), start + _COMMANDS_PER_ROUND)
+        i = start
         while i < stop:
             argv = commands[i]
             name = argv[0]
@@ -583,14 +624,37 @@ class GatewayServer:
             route = self._route[client.resp3]
             fast = client.authenticated and not (self.blocks.jobs or self.moving.count)
         if run_conn is not None:
-            self._cut(run_conn, commands, first, i, data, at)
-        if broken is not None and not client.closing:
-            self._reply(client, encode_error(broken.reply))
-            client.closing = True
-        if len(queue) >= self._max_inflight:
-            self._pause(client)
+            at = self._cut(run_conn, commands, first, i, data, at)
         if client.closing:
             self._stop_reading(client)
+        elif i < len(commands):
+            client.backlog = Backlog(commands, i, data, at, broken)
+            self._backlogged.append(client)
+            if not start and client.fd in self._by_fd:  # newly backlogged: stop reading it
+                self._watch(client)
+        elif broken is not None:
+            self._reply(client, encode_error(broken.reply))
+            self._stop_reading(client)
+        elif start and client.fd in self._by_fd:  # a backlog done: read the client again
+            self._watch(client)
+        if len(queue) >= self._max_inflight:
+            self._pause(client)
+
+    def _serve_backlogs(self) -> None:
+        """Serve the next commands of every client with a backlog (before new reads)."""
+        clients, self._backlogged = self._backlogged, []
+        for client in clients:
+            backlog = client.backlog
+            client.backlog = None
+            if backlog is not None and client.fd in self._by_fd:
+                self._serve(
+                    client,
+                    backlog.commands,
+                    backlog.data,
+                    backlog.broken,
+                    backlog.start,
+                    backlog.at,
+                )
 
     def _cut(
         self,
@@ -1079,7 +1143,7 @@ class GatewayServer:
             self._watch(client)
             return
         if not client.queue:
-            if client.read_at:  # every request read so far is answered: one batch done
+            if client.read_at and client.backlog is None:  # all read so far answered
                 self.latency.observe(now - client.read_at)
                 client.read_at = 0.0
             if client.closing:
@@ -1127,6 +1191,7 @@ class GatewayServer:
         client.queue.clear()
         client.out = []
         client.pending = memoryview(b"")
+        client.backlog = None
 
     # ------------------------------------------------------------------ block / redirect
 

@@ -390,6 +390,63 @@ def test_concurrent_pipelining_clients_get_their_own_replies(
     assert errors == []
 
 
+def test_a_lone_request_is_answered_while_deep_pipelines_are_served(
+    cluster: Cluster, gw: redis.Redis
+) -> None:
+    """Every client gets a share of each round: a lone GET, sent once four clients' deep
+    pipelines of INCR are all under way, is answered before they are done; each pipeline
+    still gets all its replies, in order."""
+    key = f"{LOW[0]}:flood".encode()
+    gw.delete(key)
+    flooders = 4
+    request = encode_command([b"INCR", key])
+    depth = (200 << 10) // len(request)  # one pipeline fits one read of the gateway
+    address = ("127.0.0.1", cluster.gateway.port)
+    socks = [socket.create_connection(address, timeout=30) for _ in range(flooders + 1)]
+    *floods, lone = socks
+    got: list[list[int]] = [[] for _ in floods]
+    answered = [0] * flooders
+
+    def flood(n: int) -> None:
+        sock = floods[n]
+        sock.sendall(request * depth)
+        data = b""
+        while answered[n] < depth:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            answered[n] = data.count(b"\r\n")
+        got[n] = [int(line[1:]) for line in data.split(b"\r\n")[:-1]]
+
+    try:
+        for sock in socks:  # the backend connection is up before the floods
+            sock.sendall(encode_command([b"GET", key]))
+            assert recv_exactly(sock, 5) == b"$-1\r\n"
+        threads = [threading.Thread(target=flood, args=(n,)) for n in range(flooders)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while not all(answered):
+            assert time.monotonic() < deadline, f"pipelines not answered: {answered}"
+            time.sleep(0.001)
+        lone.sendall(encode_command([b"GET", key]))
+        reply = lone.recv(64)
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for sock in socks:
+            sock.close()
+    total = flooders * depth
+    assert reply.startswith(b"$")
+    seen = int(reply.split(b"\r\n")[1])
+    assert seen < total, "the lone GET waited for every pipeline to finish"
+    for replies in got:
+        assert len(replies) == depth
+        assert replies == sorted(set(replies))  # in request order
+    assert gw.get(key) == str(total).encode()
+
+
 def test_large_values_and_binary_keys(cluster: Cluster, gw: redis.Redis) -> None:
     big = bytes(range(256)) * 8192  # 2 MiB, every byte value
     keys = [b"\xff\x00bin\r\n" + LOW[0].encode(), b"\x00" + HIGH[0].encode()]
