@@ -18,6 +18,11 @@ With --profile DIR it then profiles the gateway of (b) under a GET load with -P 
 without pipelining (py-spy record -r 200 -f raw --nonblocking for 6 s each), keeps the raw
 files in DIR and prints the top self-time lines and the inclusive time of the gateway's
 and tessera's functions.
+
+With --fairness it measures instead a lone client among deep pipelines, on (b): four
+redis-benchmark processes loop 1000-GET pipelines (-c 1 -P 1000 each) while this script
+sends one GET per millisecond on its own connection for 10 s; it prints that GET's p50,
+p99 and max round trip and the commands/s the two redis-servers served meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -295,6 +301,71 @@ def _source(name: str) -> str:
     return linecache.getline(str(REPO / file), int(line)).strip().replace("|", "\\|")
 
 
+# ---------------------------------------------------------------------- a lone client
+
+
+def lone_round_trips(port: int, seconds: float) -> list[float]:
+    """One GET per millisecond on its own connection; the round trips in ms."""
+    request = b"*2\r\n$3\r\nGET\r\n$8\r\nlone:key\r\n"  # a miss: "$-1\r\n"
+    times: list[float] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        end = time.monotonic() + seconds
+        while (sent := time.monotonic()) < end:
+            sock.sendall(request)
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                reply += sock.recv(4096)
+            took = time.monotonic() - sent
+            times.append(took * 1000)
+            time.sleep(max(0.0, 0.001 - took))
+    return times
+
+
+def commands_processed(ports: list[int]) -> int:
+    """total_commands_processed of redis-servers, summed."""
+    total = 0
+    for port in ports:
+        info = subprocess.run(
+            ["redis-cli", "-p", str(port), "info", "stats"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        found = re.search(r"total_commands_processed:(\d+)", info)
+        assert found is not None, info
+        total += int(found.group(1))
+    return total
+
+
+def fairness(port: int, backend_ports: list[int], seconds: float = 10) -> None:
+    """A lone GET per ms while 4 processes loop 1000-GET pipelines through the gateway."""
+    floods = [
+        subprocess.Popen(
+            [
+                *("redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "get", "-l"),
+                *("-c", "1", "-P", "1000", "-d", "100", "-r", "100000", "-q"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(4)
+    ]
+    try:
+        time.sleep(1.0)
+        before, started = commands_processed(backend_ports), time.monotonic()
+        times = sorted(lone_round_trips(port, seconds))
+        rate = (commands_processed(backend_ports) - before) / (time.monotonic() - started)
+    finally:
+        for proc in floods:
+            stop(proc)
+    p50, p99 = (times[min(len(times) - 1, int(q * len(times)))] for q in (0.5, 0.99))
+    print(
+        f"lone GET among 4 x 1000-GET pipelines, {seconds:.0f} s: {len(times)} GETs, "
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {times[-1]:.2f} ms; "
+        f"the redis-servers served {rate:,.0f} commands/s"
+    )
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -307,6 +378,9 @@ def main() -> None:
     parser.add_argument("--pipelined-requests", type=int, default=1_000_000)
     parser.add_argument("--profile", type=Path, help="also py-spy the gateway; raw files here")
     parser.add_argument("--no-table", action="store_true", help="only the profiles")
+    parser.add_argument(
+        "--fairness", action="store_true", help="only a lone client among deep pipelines"
+    )
     args = parser.parse_args()
 
     table: dict[tuple[str, str, int], Result] = {}
@@ -336,7 +410,9 @@ def main() -> None:
                 GATEWAY_PG: (gw_pg_port, gw_pg.pid),
                 REDIS: (direct_port, direct.pid),
             }
-            if not args.no_table:
+            if args.fairness:
+                fairness(gw_redis_port, [port_a, port_b])
+            elif not args.no_table:
                 ours = [proc.pid for proc in procs]
                 for pipeline in (1, 16):
                     requests = args.requests if pipeline == 1 else args.pipelined_requests
