@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import signal
+import time
 
 import trio
 
@@ -127,10 +129,30 @@ async def _run(
         await _serve(GatewayServer(config, PartitionMap.from_assignments(assignments)))
 
 
-def _die_with_parent() -> None:
-    """A worker gets SIGTERM when the first process exits (Linux prctl PR_SET_PDEATHSIG)."""
+def _die_with_parent(parent: int) -> None:
+    """A worker gets SIGTERM when the first process exits (Linux prctl PR_SET_PDEATHSIG),
+    even by SIGKILL; one whose parent is already gone (before the prctl) exits now."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def _stop_workers(pids: list[int], timeout: float = 10) -> None:
+    """SIGTERM the workers and reap them (SIGKILL past `timeout`): when the first process
+    exits, so has every worker, and none is left serving the shared port."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.01)
 
 
 def main() -> None:
@@ -179,17 +201,25 @@ def main() -> None:
         if not args.zk and not assignments:
             fail("gateway", "no map: give --backend PN_RANGE=HOST:PORT ... or --zk HOST:PORT")
         worker = 0
+        workers: list[int] = []  # the first process's children
+        parent = os.getpid()
         for child in range(1, config.workers):
-            if os.fork() == 0:  # children share the client port via SO_REUSEPORT
+            pid = os.fork()
+            if pid == 0:  # children share the client port via SO_REUSEPORT
                 worker = child
-                _die_with_parent()
+                workers = []
+                _die_with_parent(parent)
                 break
+            workers.append(pid)
         if worker:
             update = {"admin_port": config.admin_port + worker, "worker": worker}
             if config.metrics_port:
                 update["metrics_port"] = config.metrics_port + worker
             config = config.model_copy(update=update)
-        trio.run(_run, config, assignments, args, instruments=instruments(args.slow_step_ms))
+        try:
+            trio.run(_run, config, assignments, args, instruments=instruments(args.slow_step_ms))
+        finally:
+            _stop_workers(workers)
 
     run_main("gateway", body)
 
