@@ -1,13 +1,16 @@
 """Tessera gateway vs twemproxy with redis-benchmark (-c 50 -d 100), SET and GET, -P 1 and 16.
 
 Run: .venv/bin/python -m bench.gateway [--runs 3] [--requests 200000] [--profile DIR]
+     [--baseline DIR] [--fairness]
 Systems, all in the same run:
   (a) twemproxy (nutcracker: fnv1a_64, ketama, server_connections 1, preconnect) in front
       of two redis-servers,
   (b) the Tessera gateway in front of the same two redis-servers (partitions 0-4095 on the
       first, 4096-8191 on the second),
   (c) the gateway in front of two pgservers (default options: log, fsync everysec),
-  (d) one redis-server directly.
+  (d) one redis-server directly,
+  (e) with --baseline DIR, the gateway of another checkout in front of the redis-servers of
+      (b), to compare two versions in the same minutes.
 Prints a markdown table: req/s, p50/p99, CPU µs/request of the proxy process only (the
 gateway or nutcracker; redis-server itself for (d)), ratio to (a) and ratio to (d). Cells
 are medians of --runs runs, interleaved (run k of every system, then run k+1) so that a
@@ -106,8 +109,10 @@ def start_nutcracker(
     return proc, port
 
 
-def start_gateway(backend_ports: list[int]) -> tuple[subprocess.Popen[bytes], int]:
-    """A gateway splitting the 8192 partitions evenly over backends on 127.0.0.1."""
+def start_gateway(
+    backend_ports: list[int], tree: Path = REPO
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A gateway (the code in `tree`) splitting the 8192 partitions evenly over backends."""
     port = free_port()
     step = 8192 // len(backend_ports)
     backends: list[str] = []
@@ -127,7 +132,7 @@ def start_gateway(backend_ports: list[int]) -> tuple[subprocess.Popen[bytes], in
             "--log-level",
             "warning",
         ],
-        cwd=REPO,
+        cwd=tree,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     wait_for_port(port, proc)
@@ -379,6 +384,11 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="also py-spy the gateway; raw files here")
     parser.add_argument("--no-table", action="store_true", help="only the profiles")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run the gateway of this checkout (e.g. a git worktree of main) → 2 redis",
+    )
+    parser.add_argument(
         "--fairness", action="store_true", help="only a lone client among deep pipelines"
     )
     args = parser.parse_args()
@@ -410,6 +420,10 @@ def main() -> None:
                 GATEWAY_PG: (gw_pg_port, gw_pg.pid),
                 REDIS: (direct_port, direct.pid),
             }
+            if args.baseline is not None:
+                baseline, baseline_port = start_gateway([port_a, port_b], args.baseline)
+                procs.append(baseline)
+                systems[f"gateway at {args.baseline} → 2 redis"] = (baseline_port, baseline.pid)
             if args.fairness:
                 fairness(gw_redis_port, [port_a, port_b])
             elif not args.no_table:
