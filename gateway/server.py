@@ -3,11 +3,12 @@
 One reactor task owns a level-triggered epoll set with the client listener, every client
 socket and every backend connection; trio waits on the epoll fd (the design measured
 fastest for pgserver, see docs/architecture.md). Each round reads everything ready:
-client requests are routed and appended to their backend connection's output, backend
-replies are cut at their boundaries (tessera.resp.scan_reply) and forwarded byte for
-byte into the waiting slot of the client's ordered reply queue. At the end of a round each
-backend connection gets one send (requests of many clients coalesced) and each client one
-send (all its replies that are ready, in request order). No task exists per request.
+client requests are routed (at most _COMMANDS_PER_ROUND per client; the rest of a read
+waits for the next round) and appended to their backend connection's output, backend
+replies are cut at their boundaries and forwarded byte for byte into the waiting slot of
+the client's ordered reply queue. At the end of a round each backend connection gets one
+send (requests of many clients coalesced) and each client one send (all its replies that
+are ready, in request order). No task exists per request.
 """
 
 from __future__ import annotations
