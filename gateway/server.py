@@ -590,7 +590,9 @@ class GatewayServer:
         calls = self.calls
         run_conn: BackendConn | None = None  # where the run of queued commands goes
         first = start  # the run's first command (it starts at `at` in data)
-        stop = min(len(commands), start + _COMMANDS_PER_ROUND)
+        stop = len(commands)
+        if stop - start > _COMMANDS_PER_ROUND:
+            stop = start + _COMMANDS_PER_ROUND
         i = start
         while i < stop:
             argv = commands[i]
@@ -627,7 +629,11 @@ class GatewayServer:
             route = self._route[client.resp3]
             fast = client.authenticated and not (self.blocks.jobs or self.moving.count)
         if run_conn is not None:
-            at = self._cut(run_conn, commands, first, i, data, at)
+            if data is not None and first == 0 and i == len(commands):  # one run: the read
+                run_conn.out.append(data)
+                self._dirty_backends.add(run_conn)
+            else:
+                at = self._cut(run_conn, commands, first, i, data, at)
         if client.closing:
             self._stop_reading(client)
         elif i < len(commands):
