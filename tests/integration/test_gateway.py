@@ -809,6 +809,23 @@ def test_requirepass(secured: Cluster) -> None:
         assert ok3.get(LOW[0]) == b"v"
 
 
+def test_auth_inside_one_read_lets_only_the_commands_after_it_through(secured: Cluster) -> None:
+    """The inline path binds "authenticated" per read: an AUTH in the middle of one read of
+    keyed commands for both backends must take effect exactly there."""
+    keys = keys_in(0, 4095, 2, "unset-lo:") + keys_in(4096, 8191, 2, "unset-hi:")
+    get = b"".join(encode_command([b"GET", key.encode()]) for key in keys)
+    rounds = 50  # 200 GETs on either side: more than one round's share
+    wire = get * rounds + encode_command([b"AUTH", b"s3cret"]) + get * rounds
+    with socket.create_connection(("127.0.0.1", secured.gateway.port), timeout=10) as sock:
+        sock.sendall(wire)
+        expected = (
+            b"-NOAUTH Authentication required.\r\n" * (len(keys) * rounds)
+            + b"+OK\r\n"
+            + b"$-1\r\n" * (len(keys) * rounds)
+        )
+        assert recv_exactly(sock, len(expected)) == expected
+
+
 def test_flushall_with_allow_flush_empties_both_backends(secured: Cluster) -> None:
     with secured.gateway.client(password="s3cret") as client:
         client.mset({k: "1" for k in BOTH})

@@ -33,3 +33,46 @@ def test_nothing_after_a_protocol_error_is_executed(cluster: Cluster) -> None:
     with cluster.gateway.client() as client:
         assert client.get("before") == b"1"
         assert client.get("after") is None
+
+
+def test_a_protocol_error_after_a_deep_pipeline_comes_after_all_its_replies(
+    cluster: Cluster,
+) -> None:
+    """A read of more commands than one round takes: the rest waits for later rounds, and
+    the error that ended the read is still answered last."""
+    cluster.flush()
+    count = 1000
+    wire = b"".join(encode_command([b"INCR", b"deep"]) for _ in range(count)) + b"*1\r\n:1\r\n"
+    with socket.create_connection(("127.0.0.1", cluster.gateway.port), timeout=10) as sock:
+        sock.sendall(wire)
+        data = recv_until_closed(sock)
+    expected = b"".join(b":%d\r\n" % n for n in range(1, count + 1))
+    assert data == expected + b"-ERR Protocol error: expected '$', got ':'\r\n"
+
+
+def test_quit_inside_a_deep_pipeline_ends_it_there(cluster: Cluster) -> None:
+    cluster.flush()
+    before = [encode_command([b"INCR", b"q"])] * 500
+    after = [encode_command([b"INCR", b"q"])] * 500
+    with socket.create_connection(("127.0.0.1", cluster.gateway.port), timeout=10) as sock:
+        sock.sendall(b"".join([*before, encode_command([b"QUIT"]), *after]))
+        data = recv_until_closed(sock)
+    assert data == b"".join(b":%d\r\n" % n for n in range(1, 501)) + b"+OK\r\n"
+    with cluster.gateway.client() as client:
+        assert client.get("q") == b"500"
+
+
+def test_hello_3_inside_a_deep_pipeline_switches_the_replies_after_it(cluster: Cluster) -> None:
+    """The inline path binds the client's protocol per read: a HELLO 3 in the middle of one
+    read must turn the replies after it into RESP3 (a missing key: "_" instead of "$-1")."""
+    cluster.flush()
+    get = encode_command([b"GET", b"missing"])
+    wire = get * 300 + encode_command([b"HELLO", b"3"]) + get * 300
+    with socket.create_connection(("127.0.0.1", cluster.gateway.port), timeout=10) as sock:
+        sock.sendall(wire)
+        sock.shutdown(socket.SHUT_WR)
+        data = recv_until_closed(sock)
+    head, _, tail = data.partition(b"%")  # HELLO 3 replies with a map
+    assert head == b"$-1\r\n" * 300
+    assert tail.endswith(b"_\r\n" * 300)
+    assert b"$-1" not in tail
