@@ -284,6 +284,20 @@ class WriteLoad(threading.Thread):
         return problems
 
 
+def reads_succeed(client: redis.Redis, keys: list[str]) -> bool:
+    """True when every key can be read through the gateway. A gateway retries a backend that
+    was down with backoff (up to --max-reconnect-backoff-ms, 2 s by default), so a master
+    that just came back may still be refused for that long."""
+    try:
+        for key in keys:
+            client.get(key)
+    except redis.ResponseError as exc:
+        if "unavailable" in str(exc):
+            return False
+        raise
+    return True
+
+
 def http_error_text(exc: urllib.error.HTTPError) -> str:
     body: dict[str, Any] = json.loads(exc.read() or b"{}")
     return str(body.get("error", ""))

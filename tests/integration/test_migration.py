@@ -29,7 +29,13 @@ import redis
 
 from tessera.partition import PartitionSet, parse_ranges, pn
 from tessera.zkserver import ZooKeeperServer
-from tests.cluster_fixtures import LocalCluster, WriteLoad, http_error_text, wait_until
+from tests.cluster_fixtures import (
+    LocalCluster,
+    WriteLoad,
+    http_error_text,
+    reads_succeed,
+    wait_until,
+)
 from tests.procs import REPO, free_port, wait_for_port
 from tests.zk_fixtures import zk_chroot, zk_server
 
@@ -525,6 +531,7 @@ def test_random_faults_at_random_moments(cluster: LocalCluster) -> None:
     finally:
         load.stop()
     client = cluster.client()
+    wait_until(lambda: reads_succeed(client, load.keys), 10, "reads through the gateway")
     assert load.verify(client) == []
     check_preloaded(client)
     same_members(cluster, owner, "0-2047")
