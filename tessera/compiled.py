@@ -101,6 +101,8 @@ def build_reason(root: Path) -> str | None:
     built = {path for path in compiled_modules(root) if "__mypyc" not in path.name}
     if built != expected:
         return "not built" if not built else "the compiled set changed"
+    if not list(root.glob(f"{GROUP_NAME}__mypyc.*")):
+        return "mypyc's runtime library is missing"
     return None
 
 

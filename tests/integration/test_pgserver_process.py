@@ -150,3 +150,16 @@ def test_info_says_how_many_modules_run_compiled(tmp_path: Path) -> None:
         assert redis.Redis(port=port).info("server")["tessera_compiled_modules"] == built
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("script", ["tessera", "pgserver", "gateway"])
+def test_console_scripts_start_from_anywhere(script: str, tmp_path: Path) -> None:
+    """`.venv/bin/tessera up` (what `make up` runs) imports the compiled modules, whose
+    runtime library sits in the checkout's top directory, outside the script's path."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / script), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
