@@ -84,6 +84,7 @@ class Replication:
         self.epoch_start_lsn: int = saved.get("epoch_start_lsn", 0)
         self.committed = 0
         self.replicas: dict[int, Replica] = {}
+        self._slave_attached = trio.Event()
         self._follow_scope: trio.CancelScope | None = None
         self._generation = 0  # bumped whenever following stops or starts anew
         self.slave_applied_lsn = 0
@@ -251,6 +252,7 @@ class Replication:
             header = b"+STREAM %d\r\n" % end_lsn
         self.replicas[id(conn)] = replica
         conn.replica = replica
+        self._slave_attached.set()
         log.info(
             "slave %s (%s) attached at LSN %d", member_id or "?", conn.ctx.addr, replica.next_lsn
         )
@@ -271,6 +273,13 @@ class Replication:
             self.server.close_connection(replica.conn)
             return
         self.server.push_replica(replica)
+
+    async def wait_for_catching_up(self) -> None:
+        """Return when a slave is catching up from the files; until then `pump` has nothing
+        to do (a caught-up slave is fed by log writes), so its loop need not poll."""
+        while all(replica.live for replica in self.replicas.values()):
+            self._slave_attached = trio.Event()
+            await self._slave_attached.wait()
 
     def pump(self) -> None:
         """Move catching-up slaves forward by one chunk from the files (called often)."""

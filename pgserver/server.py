@@ -498,9 +498,9 @@ class PgServer:
     async def _replication_loop(self) -> None:
         """Feed slaves that are catching up from the log files, a chunk at a time."""
         while True:
+            await self.replication.wait_for_catching_up()
             await trio.sleep(0.005)
-            if self.replication.replicas:
-                self.replication.pump()
+            self.replication.pump()
 
     async def _checkpoint_loop(self) -> None:
         while True:
