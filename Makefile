@@ -35,8 +35,8 @@ fuzz: deps compiled
 	TESSERA_FUZZ_INPUTS=$(N) $(if $(SEED),TESSERA_FUZZ_SEED=$(SEED)) \
 		$(PY) -m pytest -x -q -s tests/integration/test_protocol_fuzz.py
 
-# The hot modules compiled with mypyc, in place (scripts/build_fast.py; about a minute,
-# and only when their sources changed). Without a C compiler it says so and everything
+# The hot modules compiled with mypyc, in place (scripts/build_fast.py; 1-2 minutes on 2
+# cores, and only when their sources changed). Without a C compiler it says so and everything
 # runs as pure Python. `make pure` removes them (the code is the same either way).
 compiled: deps
 	$(PY) scripts/build_fast.py --optional --if-needed
@@ -64,5 +64,5 @@ bench: deps compiled
 	bench/pgserver.sh
 	.venv/bin/python -m bench.checkpoint
 
-clean: clean-fast
+clean: pure
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis build

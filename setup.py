@@ -5,7 +5,7 @@ tessera/compiled.py. Without TESSERA_COMPILE the package is pure Python as alway
 a missing mypyc, C compiler or Python headers falls back to pure Python with a warning
 (TESSERA_COMPILE=required makes that an error). mypyc ships with mypy, which pip's isolated
 build environment does not have: install mypy first and add --no-build-isolation.
-For a development checkout, `make build-fast` compiles in place instead.
+For a development checkout, `make compiled` compiles in place instead.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Pure Python vs mypyc-compiled (scripts/build_fast.py): the same source, A/B interleaved.
 
 Run: .venv/bin/python -m bench.mypyc_ab [--rounds 5] [--requests 200000] [--only pgserver]
-after `make build-fast`. The pure side (A) runs from a copy of this checkout without any
+after `make compiled`. The pure side (A) runs from a copy of this checkout without any
 compiled module; the compiled side (B) runs from this checkout. Both run at once:
-  pgserver: A and B (default options: log, fsync everysec), plus redis-server for scale;
-  gateway:  A and B, each in front of the same two redis-servers.
+  pgserver: A and B (default options: log, fsync everysec);
+  gateway:  A and B, each in front of the same two redis-servers;
+  --reference adds redis-server and twemproxy respectively, for the "x ref" ratios.
 Every round runs each (test, -P) cell on A and B back to back, alternating which goes
 first, so a passing disturbance on this shared machine hits both alike. Prints, per cell,
 the median and range over the rounds of the server process's CPU µs/request (utime+stime
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from bench.common import Result, free_port, run_benchmark, start_redis, stop, wait_for_port
 from bench.gateway import start_nutcracker
-from tessera.compiled import compiled_modules
+from tessera.compiled import extension_modules
 
 REPO = Path(__file__).resolve().parent.parent
 PURE = "A pure"
@@ -77,8 +78,8 @@ def main() -> None:
         help="also run redis-server (pgserver) and twemproxy (gateway) for the x-ratios",
     )
     args = parser.parse_args()
-    if not any("__mypyc" not in p.name for p in compiled_modules(REPO)):
-        sys.exit("no compiled modules here: run `make build-fast` first")
+    if not extension_modules(REPO):
+        sys.exit("no compiled modules here: run `make compiled` first")
 
     procs: list[subprocess.Popen[bytes]] = []
     # (kind, side) -> (port, pid)

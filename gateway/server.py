@@ -1423,8 +1423,12 @@ class GatewayServer:
                 self._flush()
 
 
-# Bytes of a bulk string of n bytes ("$n\r\n...\r\n"), for the sizes most arguments have.
-_BULK_SIZE = [n + 5 + len(str(n)) for n in range(4096)]
+def _bulk_size(n: int) -> int:
+    """Bytes of a bulk string of n bytes: "$n\r\n...\r\n"."""
+    return n + 5 + len(str(n))
+
+
+_BULK_SIZE = [_bulk_size(n) for n in range(4096)]  # the sizes most arguments have
 
 
 def _encoded_size(commands: list[list[bytes]], first: int, stop: int) -> int:
@@ -1443,7 +1447,7 @@ def _encoded_size(commands: list[list[bytes]], first: int, stop: int) -> int:
                 size += bulk[len(arg)]
     except IndexError:  # an argument of 4 KB or more
         return sum(
-            len(b"*%d\r\n" % len(argv)) + sum(len(arg) + 5 + len(str(len(arg))) for arg in argv)
+            _bulk_size(len(argv)) - len(argv) - 2 + sum(_bulk_size(len(arg)) for arg in argv)
             for argv in commands[first:stop]
         )
     return size

@@ -128,7 +128,7 @@ def main() -> int:
         reason = build_reason(REPO)
         if reason is None:
             return 0
-        print(f"compiling the hot modules with mypyc ({reason}; about a minute)", flush=True)
+        print(f"compiling the hot modules with mypyc ({reason}; 1-2 minutes)", flush=True)
     modules = args.modules.split(",") if args.modules else COMPILED_SETS[args.set]
     started = time.monotonic()
     log_path = BUILD_DIR.parent / "mypyc-build.log"

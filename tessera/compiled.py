@@ -79,16 +79,18 @@ def compiled_modules(root: Path) -> list[Path]:
     return sorted(set(found))
 
 
+def extension_modules(root: Path) -> list[Path]:
+    """The compiled modules under `root` without mypyc's shared runtime library."""
+    return [path for path in compiled_modules(root) if "__mypyc" not in path.name]
+
+
 def stale_modules(root: Path) -> list[str]:
     """Compiled modules whose source changed after they were built."""
     stale: list[str] = []
     for module in COMPILED_SETS["all"]:
-        source = source_of(module, root)
-        base = source.parent / "__init__" if source.name == "__init__.py" else source
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            ext = base.with_name(base.stem + suffix)
-            if ext.exists() and source.stat().st_mtime > ext.stat().st_mtime:
-                stale.append(module)
+        ext = extension_path(module, root)
+        if ext.exists() and source_of(module, root).stat().st_mtime > ext.stat().st_mtime:
+            stale.append(module)
     return stale
 
 
@@ -98,7 +100,7 @@ def build_reason(root: Path) -> str | None:
     if stale:
         return f"sources changed: {', '.join(stale)}"
     expected = {extension_path(module, root) for module in COMPILED_SETS["all"]}
-    built = {path for path in compiled_modules(root) if "__mypyc" not in path.name}
+    built = set(extension_modules(root))
     if built != expected:
         return "not built" if not built else "the compiled set changed"
     if not list(root.glob(f"{GROUP_NAME}__mypyc.*")):

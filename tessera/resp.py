@@ -253,7 +253,9 @@ class RequestParser:
         ]
         self._new_reader()
         self._clean = True  # hiredis holds no partial request
-        self._inline_buf = b""  # unfinished inline line
+        # Unfinished inline line. (Not `_inline`: mypyc names the C struct field `__inline`,
+        # a GCC keyword, and the build fails.)
+        self._inline_buf = b""
         self._scanner: _RequestScanner | None = None  # the partial request hiredis holds
         # True when the last fed bytes were exactly the RESP arrays returned for them (no
         # inline, nothing partial before or after, nothing skipped): then those bytes can

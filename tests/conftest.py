@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from tessera.compiled import compiled_modules, stale_modules
+from tessera.compiled import extension_modules, stale_modules
 from tests.differ import Differ, raw_client
 from tests.procs import REPO, start_pgserver, start_redis, stop
 
 
 def pytest_report_header() -> str:
     """Say whether this run tests mypyc-compiled modules (scripts/build_fast.py)."""
-    count = sum(1 for path in compiled_modules(REPO) if "__mypyc" not in path.name)
+    count = len(extension_modules(REPO))
     return f"compiled modules (mypyc): {count}" if count else "compiled modules (mypyc): none"
 
 
@@ -24,7 +24,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if stale:
         raise pytest.UsageError(
             f"compiled modules older than their source: {', '.join(stale)}; "
-            "rebuild (make build-fast) or remove them (make clean-fast)"
+            "rebuild (make compiled) or remove them (make pure)"
         )
 
 
