@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Final
 
 from tessera.command_table import COMMANDS
 
@@ -105,7 +106,7 @@ def classify(name: str) -> Kind:
 
 
 # name (as sent, any case we expect) -> Kind; unknown spellings fall back to .lower()
-KINDS: dict[bytes, Kind] = {}
+KINDS: Final[dict[bytes, Kind]] = {}
 for _name in COMMANDS:
     KINDS[_name.encode()] = KINDS[_name.upper().encode()] = classify(_name)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pgserver.commands import TABLE, Entry
 from tessera.errors import CommandError
@@ -72,8 +72,8 @@ class Context:
         self.rewritten = list(commands)
 
 
-_NOAUTH = b"-NOAUTH Authentication required.\r\n"
-_NO_AUTH_NEEDED = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
+_NOAUTH: Final = b"-NOAUTH Authentication required.\r\n"
+_NO_AUTH_NEEDED: Final = {b"auth", b"AUTH", b"hello", b"HELLO", b"quit", b"QUIT"}
 
 
 def fenced_error(partition: int) -> str:

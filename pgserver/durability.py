@@ -13,13 +13,13 @@ serialises the keyspace; the parent only pays for fork().
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import time
 from binascii import crc_hqx
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import hiredis
 
@@ -43,6 +43,8 @@ from tessera.resp import encode_command
 
 log = logging.getLogger("tessera.pgserver.durability")
 
+_OPEN_BRACE: Final = 123  # ord("{"), tested as an int (see tessera.partition)
+
 
 @dataclass
 class RecoveryReport:
@@ -65,7 +67,7 @@ class CheckpointJob:
 def batch_partitions(batch: list[list[bytes]]) -> tuple[int, ...]:
     """Sorted partitions touched by these writes; () when one concerns every partition."""
     crc = crc_hqx
-    if {argv[0] for argv in batch} <= SINGLE_KEY and b"{" not in b"".join(
+    if {argv[0] for argv in batch} <= SINGLE_KEY and _OPEN_BRACE not in b"".join(
         [argv[1] for argv in batch]
     ):
         # The common case, as comprehensions (half the cost of the general loop).
@@ -210,9 +212,11 @@ class Durability:
             if pieces[-1] is commands[0]:
                 pieces[-1] = raw
             return
-        if all(map(operator.is_, pieces[start:], commands)):
-            del pieces[start:]
-            pieces.append(raw)
+        for i in range(len(commands)):  # compiled, a C loop; all(map(operator.is_)) is not
+            if pieces[start + i] is not commands[i]:
+                return
+        del pieces[start:]
+        pieces.append(raw)
 
     def seal(self) -> None:
         """Turn the pending writes into one log record."""

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Final
 
 import trio
 import trio.lowlevel
@@ -43,12 +44,12 @@ from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_err
 
 log = logging.getLogger("tessera.pgserver")
 
-_RECV_BYTES = 256 * 1024
-_POLLS_PER_WAKEUP = 8
-_WAKEUP_BUDGET_S = 0.003
-_REPLIES_PER_FLUSH = 64
+_RECV_BYTES: Final = 256 * 1024
+_POLLS_PER_WAKEUP: Final = 8
+_WAKEUP_BUDGET_S: Final = 0.003
+_REPLIES_PER_FLUSH: Final = 64
 # A client stops being read while this much of its replies waits for commits.
-_MAX_HELD_BYTES = 1 << 20
+_MAX_HELD_BYTES: Final = 1 << 20
 
 load_all()
 

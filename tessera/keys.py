@@ -6,6 +6,8 @@ keys move with a numkeys argument are handled explicitly.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tessera.command_table import COMMANDS
 
 # name -> (first, last, step), with last < 0 counted from the end as Redis does.
@@ -15,7 +17,7 @@ for _name, (_arity, _flags, _first, _last, _step) in COMMANDS.items():
         _SPECS[_name.encode()] = (_first, _last, _step)
 
 # Names (as sent, lower or upper case) of commands whose only key is argv[1].
-SINGLE_KEY: frozenset[bytes] = frozenset(
+SINGLE_KEY: Final[frozenset[bytes]] = frozenset(
     spelling
     for name, (first, last, _step) in _SPECS.items()
     if first == 1 and last == 1 and name not in (b"zunionstore", b"zinterstore")

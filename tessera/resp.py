@@ -109,15 +109,15 @@ def split_args(line: bytes) -> list[bytes] | None:
         args.append(bytes(cur))
 
 
-_ESCAPES = {0x6E: 0x0A, 0x72: 0x0D, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07}
+_ESCAPES: Final = {0x6E: 0x0A, 0x72: 0x0D, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07}
 
 
 def _is_hex(two: bytes) -> bool:
     return len(two) == 2 and all(c in b"0123456789abcdefABCDEF" for c in two)
 
 
-_OTHER_AGGREGATES = b"%~>|"  # RESP3 aggregate types besides '*'
-_INT = re.compile(rb"0|-?[1-9][0-9]{0,18}")  # Redis's string2ll: no '+', spaces, leading 0s
+_OTHER_AGGREGATES: Final = b"%~>|"  # RESP3 aggregate types besides '*'
+_INT: Final = re.compile(rb"0|-?[1-9][0-9]{0,18}")  # Redis's string2ll: no '+', spaces, leading 0s
 
 
 def _strict_int(line: bytes) -> int | None:

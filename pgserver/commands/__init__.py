@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tessera.command_table import COMMANDS
 
@@ -40,7 +40,7 @@ CONTROL_COMMANDS = frozenset(
 )
 
 
-TABLE: dict[bytes, Entry] = {}
+TABLE: Final[dict[bytes, Entry]] = {}
 
 
 def command(name: str) -> Callable[[Handler], Handler]:
