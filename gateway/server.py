@@ -44,7 +44,7 @@ from gateway.local import LocalCommands
 from gateway.metrics import collect as gateway_metrics
 from gateway.routing import Backend, PartitionMap
 from tessera.command_table import COMMANDS
-from tessera.errors import ConfigError
+from tessera.errors import ConfigError, ProtocolError
 from tessera.gcstats import GC_PAUSES, freeze_startup_heap
 from tessera.keys import command_keys
 from tessera.metrics import Histogram, new_registry, serve_metrics
@@ -54,9 +54,11 @@ from tessera.resp import (
     Limits,
     RequestParser,
     RequestProtocolError,
+    bulk_end,
     encode,
     encode_command,
     encode_error,
+    line_end,
     scan_reply,
     unknown_command_reply,
 )
@@ -1016,25 +1018,20 @@ class GatewayServer:
             return
         buf = conn.buf + data if conn.buf else data
         size = len(buf)
-        find = buf.find
         pos = 0
         waiting = conn.waiting
         inflight = self.inflight
         try:
             while pos < size:
                 # Bulk strings, simple strings, errors and integers (nearly every reply) are
-                # cut here; scan_reply, a call and a longer dispatch, only for the others.
+                # cut by short compiled loops; scan_reply only for the others.
                 kind = buf[pos]
                 if kind == 36:  # b"$"
-                    nl = find(b"\r\n", pos)
-                    if nl < 0:
-                        break
-                    length = int(buf[pos + 1 : nl])
-                    end = nl + 4 + length if length >= 0 else nl + 2
-                    if end > size:
+                    end = bulk_end(buf, pos, size)
+                    if end < 0:
                         break
                 elif kind in _SIMPLE_REPLIES:
-                    end = find(b"\r\n", pos) + 2
+                    end = line_end(buf, pos, size) + 2
                     if end < 2:
                         break
                 else:
@@ -1057,7 +1054,7 @@ class GatewayServer:
                 else:
                     waiter.done(buf[pos:end])  # type: ignore[union-attr]
                 pos = end
-        except (ValueError, RequestProtocolError) as exc:
+        except (ValueError, ProtocolError) as exc:
             log.error(
                 "backend %s sent garbage (%s); dropping the connection", conn.backend.name, exc
             )

@@ -10,11 +10,13 @@ from binascii import crc_hqx
 from collections.abc import Iterable
 from typing import Final
 
-PARTITIONS = 8192
-_MASK = PARTITIONS - 1
+PARTITIONS: Final = 8192
+_MASK: Final = PARTITIONS - 1
 # ord("{"). `_OPEN_BRACE in key` is a memchr; `b"{" in key` costs ~10x more (CPython first
 # tries the needle as an int, raises and clears a TypeError), and most keys have no tag.
 _OPEN_BRACE: Final = 123
+# Final: compiled, a C static rather than a lookup in this module's dict on every call.
+_crc16: Final = crc_hqx
 
 
 def hash_part(key: bytes) -> bytes:
@@ -29,7 +31,7 @@ def hash_part(key: bytes) -> bytes:
 
 def keyslot(key: bytes) -> int:
     """Redis Cluster slot (0..16383)."""
-    return crc_hqx(hash_part(key), 0) & 16383
+    return _crc16(hash_part(key), 0) & 16383
 
 
 def pn(key: bytes) -> int:
@@ -39,7 +41,7 @@ def pn(key: bytes) -> int:
         end = key.find(b"}", start + 1)
         if end > start + 1:
             key = key[start + 1 : end]
-    return crc_hqx(key, 0) & _MASK
+    return _crc16(key, 0) & _MASK
 
 
 def runs(partitions: Iterable[int]) -> list[tuple[int, int]]:

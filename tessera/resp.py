@@ -532,6 +532,53 @@ def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
     return packed
 
 
+def line_end(buf: bytes, pos: int, size: int) -> int:
+    """Index of the CR of the CRLF ending the line that starts at buf[pos]; -1 if the line
+    is not complete in buf[:size]. Compiled, a loop over a short line costs a few ns where
+    bytes.find costs a method call. Raises ProtocolError on a CR not followed by LF."""
+    while pos < size:
+        if buf[pos] == 13:
+            if pos + 1 >= size:
+                return -1
+            if buf[pos + 1] != 10:
+                raise ProtocolError("ERR Protocol error: CR not followed by LF in a reply")
+            return pos
+        pos += 1
+    return -1
+
+
+def bulk_end(buf: bytes, pos: int, size: int) -> int:
+    """End offset of the bulk string reply ("$<n>" CRLF, n bytes, CRLF; or the null "$-1"
+    CRLF) starting at buf[pos]; -1 if it is not complete in buf[:size]. The length is read
+    digit by digit (compiled: no slice, no int()). Raises ProtocolError on a malformed
+    length."""
+    i = pos + 1
+    negative = i < size and buf[i] == 45  # "-"
+    if negative:
+        i += 1
+    length = 0
+    digits = 0
+    while True:
+        if i >= size:
+            return -1
+        c = buf[i]
+        if c == 13:
+            break
+        if c < 48 or c > 57 or digits == 18:
+            raise ProtocolError("ERR Protocol error: invalid bulk length in a reply")
+        length = length * 10 + c - 48
+        digits += 1
+        i += 1
+    if not digits or (negative and length != 1):
+        raise ProtocolError("ERR Protocol error: invalid bulk length in a reply")
+    end = i + 2 if negative else i + 4 + length
+    if end > size:
+        return -1
+    if buf[i + 1] != 10:
+        raise ProtocolError("ERR Protocol error: CR not followed by LF in a reply")
+    return end
+
+
 def scan_reply(buf: bytes, pos: int = 0) -> int:
     """End offset of the complete reply starting at buf[pos], or -1 if it is incomplete.
 

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import socket
+import threading
+from pathlib import Path
 
+import pytest
+import redis
+
+from tessera.partition import PARTITIONS
 from tessera.resp import encode_command
-from tests.gateway_fixtures import Cluster, cluster, recv_until_closed
+from tests.gateway_fixtures import (
+    SPLIT_AT,
+    Cluster,
+    cluster,
+    connect,
+    keys_in,
+    recv_until_closed,
+    start_backends,
+    start_gateway,
+    stop_backends,
+)
+from tests.procs import stop
 
 __all__ = ["cluster"]
 
@@ -76,3 +93,69 @@ def test_hello_3_inside_a_deep_pipeline_switches_the_replies_after_it(cluster: C
     assert head == b"$-1\r\n" * 300
     assert tail.endswith(b"_\r\n" * 300)
     assert b"$-1" not in tail
+
+
+class _GarbageBackend:
+    """A TCP server that answers every read with the same bytes: a backend gone wrong."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(sock,), daemon=True).start()
+
+    def _answer(self, sock: socket.socket) -> None:
+        with sock:
+            try:
+                while sock.recv(65536):
+                    sock.sendall(self.reply)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"?what\r\n",  # no reply starts with this byte
+        b"$abc\r\nxyz\r\n",  # bulk length that is not a number
+        b"$1x\r\nxyz\r\n",
+        b"$-2\r\n",
+        b"+OK\rX\n",  # a line not ended by CRLF
+    ],
+)
+def test_a_backend_sending_garbage_fails_its_requests_not_the_gateway(
+    tmp_path: Path, reply: bytes
+) -> None:
+    """The gateway drops a backend connection that breaks the protocol: its requests get an
+    error reply, the other backend's clients never notice, the gateway keeps running."""
+    garbage = _GarbageBackend(reply)
+    backends = start_backends(tmp_path, count=1)
+    proc, port, _admin = start_gateway(
+        [(f"0-{SPLIT_AT - 1}", garbage.port), (f"{SPLIT_AT}-{PARTITIONS - 1}", backends[0].port)]
+    )
+    try:
+        bad = keys_in(0, SPLIT_AT - 1, 1)[0]
+        good = keys_in(SPLIT_AT, PARTITIONS - 1, 1)[0]
+        with connect(port) as client:
+            client.set(good, "kept")
+            with pytest.raises(redis.ResponseError, match="backend"):
+                client.get(bad)
+            assert client.get(good) == b"kept"
+            with pytest.raises(redis.ResponseError, match="backend"):
+                client.get(bad)
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+        stop_backends(backends)
+        garbage.close()

@@ -249,6 +249,49 @@ def test_scan_reply_agrees_with_hiredis(cmds: list[list[bytes]]) -> None:
     assert pos == len(wire)
 
 
+_simple_or_bulk = st.one_of(
+    st.binary(max_size=300).map(lambda b: encode(b)),  # bulk strings, 0-300 bytes
+    st.just(b"$-1\r\n"),
+    st.integers(-(2**63), 2**63 - 1).map(lambda n: b":%d\r\n" % n),
+    st.sampled_from([b"+OK\r\n", b"+PONG\r\n", b"-ERR wrong\r\n", b"-TRYAGAIN p 1\r\n"]),
+)
+
+
+@given(st.lists(_simple_or_bulk, min_size=1, max_size=6), st.data())
+def test_the_gateways_reply_cutters_agree_with_scan_reply(
+    replies: list[bytes], data: st.DataObject
+) -> None:
+    """bulk_end and line_end (the gateway's fast path) find the same ends as scan_reply, and
+    -1 for every cut short of a whole reply."""
+    from tessera.resp import bulk_end, line_end, scan_reply
+
+    wire = b"".join(replies)
+    pos = 0
+    for reply in replies:
+        fast = bulk_end if reply[:1] == b"$" else (lambda b, p, n: line_end(b, p, n) + 2)
+        assert fast(wire, pos, len(wire)) == scan_reply(wire, pos) == pos + len(reply)
+        cut = data.draw(st.integers(pos, pos + len(reply) - 1))
+        assert fast(wire, pos, cut) in (-1, 1)  # line_end's -1 + 2
+        pos += len(reply)
+
+
+@pytest.mark.parametrize(
+    "reply", [b"$abc\r\nxyz\r\n", b"$1x\r\nx\r\n", b"$-2\r\n", b"$\r\n", b"$1\rXa\r\n"]
+)
+def test_bulk_end_refuses_a_malformed_length(reply: bytes) -> None:
+    from tessera.resp import bulk_end
+
+    with pytest.raises(ProtocolError):
+        bulk_end(reply, 0, len(reply))
+
+
+def test_line_end_refuses_cr_without_lf() -> None:
+    from tessera.resp import line_end
+
+    with pytest.raises(ProtocolError):
+        line_end(b"+OK\rX\n", 0, 7)
+
+
 @pytest.mark.parametrize(
     ("wire", "expected"),
     [
