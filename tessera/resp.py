@@ -124,6 +124,57 @@ def _strict_int(line: bytes) -> int | None:
     return int(line) if _INT.fullmatch(line) else None
 
 
+def _whole_requests(data: bytes, max_count: int, max_bulk: int) -> bool:
+    """Whether `data` is exactly whole multibulk requests of bulk strings, each count and
+    length in Redis's strict form (digits only, no leading zero, a count of at least 1)
+    and within the limits. A walk over the headers only (payloads are skipped by length),
+    compiled: ~50 ns for a SET, where the guard searches over every byte it replaces cost
+    ~1.6 ns per byte. Anything else, including a request cut at the end of the read, is
+    left to the careful path."""
+    size = len(data)
+    pos = 0
+    while pos < size:
+        if data[pos] != 42:  # "*"
+            return False
+        pos += 1
+        start = pos
+        count = 0
+        while pos < size:
+            c = data[pos]
+            if c < 48 or c > 57 or pos - start == 18:
+                break
+            count = count * 10 + c - 48
+            pos += 1
+        if pos == start or (pos - start > 1 and data[start] == 48):
+            return False
+        if count == 0 or count > max_count:
+            return False
+        if pos + 1 >= size or data[pos] != 13 or data[pos + 1] != 10:
+            return False
+        pos += 2
+        while count:
+            if pos >= size or data[pos] != 36:  # "$"
+                return False
+            pos += 1
+            start = pos
+            length = 0
+            while pos < size:
+                c = data[pos]
+                if c < 48 or c > 57 or pos - start == 18:
+                    break
+                length = length * 10 + c - 48
+                pos += 1
+            if pos == start or (pos - start > 1 and data[start] == 48) or length > max_bulk:
+                return False
+            if pos + 1 >= size or data[pos] != 13 or data[pos + 1] != 10:
+                return False
+            pos += length + 4  # CRLF, the payload, its CRLF (skipped unchecked, as Redis)
+            if pos > size:
+                return False
+            count -= 1
+    return True
+
+
 class _RequestScanner:
     """Walks the framing of one multibulk request in pure Python, the way Redis does.
 
@@ -288,6 +339,21 @@ class RequestParser:
                 return commands
             was_clean = False
         found = len(commands)
+        limits = self._limits
+        if _whole_requests(data, limits.max_multibulk_len, limits.max_bulk_bytes):
+            # The common read, checked by one walk over its headers: hiredis's parse needs
+            # no second look (no guard searches over the payload, no per-argument checks).
+            self._reader.feed(data)
+            gets = self._gets
+            try:
+                while (cmd := gets()) is not _NOT_ENOUGH:
+                    commands.append(cmd)
+            except hiredis.ProtocolError:
+                return self._reparse(data, commands, found)
+            if self._has_data():  # never expected: hiredis disagrees about the framing
+                return self._reparse(data, commands, found)
+            self.exact = was_clean
+            return commands
         if self._big_array(data) or (
             len(data.translate(None, _OTHER_AGGREGATES)) != len(data) and self._big_other(data)
         ):

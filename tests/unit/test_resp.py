@@ -205,6 +205,47 @@ def test_exact_flag_marks_reads_that_are_whole_commands() -> None:
     assert parser.exact
 
 
+@given(st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), min_size=1, max_size=6))
+def test_whole_requests_recognises_encoded_commands(cmds: list[list[bytes]]) -> None:
+    from tessera.resp import _whole_requests
+
+    wire = b"".join(encode_command(c) for c in cmds)
+    assert _whole_requests(wire, 1024, 1024)
+    for cut in range(1, len(wire)):
+        if not _whole_requests(wire[:cut], 1024, 1024):
+            continue
+        # Only a cut between two requests leaves whole requests.
+        assert wire[cut : cut + 1] == b"*"
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"*0\r\n",
+        b"*-1\r\n",
+        b"*01\r\n$1\r\na\r\n",
+        b"*+1\r\n$1\r\na\r\n",
+        b"*1\r\n$01\r\na\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*1\r\n:1\r\n",
+        b"*1\r\n+a\r\n",
+        b"*1\r\n$1\ra\r\n",
+        b"*1\n$1\r\na\r\n",
+        b"PING\r\n",
+        b"*1\r\n$1\r\na\r\nPING\r\n",
+        b"*3\r\n$1\r\na\r\n",  # fewer elements than announced: a cut request
+        b"*2000\r\n" + b"$1\r\na\r\n" * 2000,  # count above the limit
+        b"*1\r\n$2000\r\n" + b"a" * 2000 + b"\r\n",  # bulk above the limit
+        b"*1\r\n$1234567890123456789\r\n",
+        b"*1234567890123456789\r\n",
+    ],
+)
+def test_whole_requests_leaves_the_rest_to_the_careful_path(wire: bytes) -> None:
+    from tessera.resp import _whole_requests
+
+    assert not _whole_requests(wire, 1024, 1024)
+
+
 def test_scan_reply_finds_boundaries() -> None:
     from tessera.resp import scan_reply
 
