@@ -46,8 +46,9 @@ from gateway.routing import Backend, PartitionMap
 from tessera.command_table import COMMANDS
 from tessera.errors import ConfigError, ProtocolError
 from tessera.gcstats import GC_PAUSES, freeze_startup_heap
+from tessera.histogram import Histogram
 from tessera.keys import command_keys
-from tessera.metrics import Histogram, new_registry, serve_metrics
+from tessera.metrics import new_registry, serve_metrics
 from tessera.partition import keyslot
 from tessera.partition import pn as partition_of
 from tessera.resp import (

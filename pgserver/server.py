@@ -39,7 +39,8 @@ from pgserver.migration import Migration
 from pgserver.replication import Replica, Replication
 from tessera.errors import ConfigError
 from tessera.gcstats import GC_PAUSES, freeze_startup_heap
-from tessera.metrics import Histogram, new_registry, serve_metrics
+from tessera.histogram import Histogram
+from tessera.metrics import new_registry, serve_metrics
 from tessera.resp import Limits, RequestParser, RequestProtocolError, encode_error
 
 log = logging.getLogger("tessera.pgserver")

@@ -12,7 +12,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-_CORE = ["tessera.resp", "tessera.partition", "tessera.keys"]
+_CORE = ["tessera.resp", "tessera.partition", "tessera.keys", "tessera.histogram"]
 _PGSERVER = [
     "pgserver.server",
     "pgserver.context",
