@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,19 +50,38 @@ _CATCH_UP_CHUNK = 1 << 20
 _MAX_BACKLOG = 64 << 20
 
 
-@dataclass
 class Replica:
-    """A slave attached to this master."""
+    """A slave attached to this master.
 
-    conn: _Connection
-    next_lsn: int  # first LSN not yet queued for it
-    acked_lsn: int
-    member_id: str = ""  # as the confmaster names it in voter lists
-    live: bool = False  # caught up: fed from log writes, not from files
-    backlog: list[bytes] = field(default_factory=list)
-    backlog_bytes: int = 0
-    full_sync: Path | None = None  # checkpoint still to send
-    full_sync_offset: int = 0
+    A plain class, not a dataclass: compiled, a dataclass's annotations are built when the
+    module is imported, and `_Connection` (pgserver.server imports this module) did not
+    exist yet (a segfault).
+    """
+
+    __slots__ = (
+        "acked_lsn",
+        "backlog",
+        "backlog_bytes",
+        "conn",
+        "full_sync",
+        "full_sync_offset",
+        "live",
+        "member_id",
+        "next_lsn",
+    )
+
+    def __init__(
+        self, conn: _Connection, next_lsn: int, acked_lsn: int, member_id: str = ""
+    ) -> None:
+        self.conn = conn
+        self.next_lsn = next_lsn  # first LSN not yet queued for it
+        self.acked_lsn = acked_lsn
+        self.member_id = member_id  # as the confmaster names it in voter lists
+        self.live = False  # caught up: fed from log writes, not from files
+        self.backlog: list[bytes] = []
+        self.backlog_bytes = 0
+        self.full_sync: Path | None = None  # checkpoint still to send
+        self.full_sync_offset = 0
 
 
 class Replication:

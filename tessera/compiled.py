@@ -28,9 +28,8 @@ _PGSERVER = [
     "pgserver.commands.sets",
     "pgserver.commands.sorted_sets",
     "pgserver.zset",
+    "pgserver.replication",
 ]
-# pgserver.replication stays interpreted: compiled, importing it crashed the interpreter
-# (a segfault while creating the module; it and pgserver.server import each other).
 # gateway.blocking stays interpreted: its generic dataclasses (Release[T]...) fail at import
 # when compiled (mypyc issue #827), and the hot path only reads `blocks.blocked_job[pn]`.
 _GATEWAY = ["gateway.server", "gateway.commands", "gateway.routing"]
