@@ -1,4 +1,5 @@
 """Pure Python vs mypyc-compiled (scripts/build_fast.py): the same source, A/B interleaved.
+With --baseline DIR, another checkout (A) against this one (B) instead.
 
 Run: .venv/bin/python -m bench.mypyc_ab [--rounds 5] [--requests 200000] [--only pgserver]
 after `make compiled`. The pure side (A) runs from a copy of this checkout without any
@@ -73,6 +74,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("pgserver", "gateway"))
     parser.add_argument("--tests", default="set,get")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="A runs from this checkout (e.g. a git worktree of an older commit, compiled "
+        "or not) instead of a pure copy of this one: compares two versions",
+    )
+    parser.add_argument(
         "--reference",
         action="store_true",
         help="also run redis-server (pgserver) and twemproxy (gateway) for the x-ratios",
@@ -85,9 +92,10 @@ def main() -> None:
     # (kind, side) -> (port, pid)
     systems: dict[tuple[str, str], tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        pure = pure_copy(Path(tmp) / "pure")
+        side_a = args.baseline.resolve() if args.baseline else pure_copy(Path(tmp) / "pure")
+        a_compiled = bool(args.baseline and extension_modules(side_a))
         try:
-            roots = {PURE: pure, COMPILED: REPO}
+            roots = {PURE: side_a, COMPILED: REPO}
             if args.only in (None, "pgserver"):
                 for side, root in roots.items():
                     data = Path(tmp) / f"data-{len(systems)}"
@@ -119,7 +127,8 @@ def main() -> None:
                     procs.append(proc)
                     systems[("gateway", REFERENCE)] = (port, proc.pid)
             for (kind, side), (_port, pid) in systems.items():
-                if side != REFERENCE and loads_compiled(pid) != (side == COMPILED):
+                expected = a_compiled if side == PURE else side == COMPILED
+                if side != REFERENCE and loads_compiled(pid) != expected:
                     sys.exit(f"{kind} {side}: compiled modules loaded = {loads_compiled(pid)}")
             results: dict[tuple[str, str, str, int], list[Result]] = {}
             kinds = sorted({kind for kind, _side in systems})
@@ -139,17 +148,19 @@ def main() -> None:
         finally:
             for proc in reversed(procs):
                 stop(proc)
-    print_table(results)
+    a_name = f"A {args.baseline}" if args.baseline else "A pure"
+    print_table(results, a_name)
 
 
 def _cell(values: list[float], fmt: str) -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
-def print_table(results: dict[tuple[str, str, str, int], list[Result]]) -> None:
+def print_table(results: dict[tuple[str, str, str, int], list[Result]], a_name: str) -> None:
+    b_name = "B this checkout"
     print(
-        "| server | test | -P | CPU µs/req A pure | CPU µs/req B mypyc | B/A CPU "
-        "| req/s A pure | req/s B mypyc | B/A req/s | A x ref | B x ref |"
+        f"| server | test | -P | CPU µs/req {a_name} | CPU µs/req {b_name} | B/A CPU "
+        f"| req/s {a_name} | req/s {b_name} | B/A req/s | A x ref | B x ref |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (kind, side, test, pipeline), a in results.items():
