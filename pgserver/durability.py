@@ -19,7 +19,6 @@ from binascii import crc_hqx
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import hiredis
 
@@ -37,13 +36,11 @@ from pgserver.log import ReplicationLog
 from pgserver.log_format import KIND_COMMAND
 from tessera.errors import StorageError
 from tessera.keys import SINGLE_KEY, command_keys
-from tessera.partition import parse_ranges
+from tessera.partition import OPEN_BRACE, parse_ranges
 from tessera.partition import pn as partition_of
 from tessera.resp import encode_command
 
 log = logging.getLogger("tessera.pgserver.durability")
-
-_OPEN_BRACE: Final = 123  # ord("{"), tested as an int (see tessera.partition)
 
 
 @dataclass
@@ -67,7 +64,7 @@ class CheckpointJob:
 def batch_partitions(batch: list[list[bytes]]) -> tuple[int, ...]:
     """Sorted partitions touched by these writes; () when one concerns every partition."""
     crc = crc_hqx
-    if {argv[0] for argv in batch} <= SINGLE_KEY and _OPEN_BRACE not in b"".join(
+    if {argv[0] for argv in batch} <= SINGLE_KEY and OPEN_BRACE not in b"".join(
         [argv[1] for argv in batch]
     ):
         # The common case, as comprehensions (half the cost of the general loop).

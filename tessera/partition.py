@@ -12,16 +12,16 @@ from typing import Final
 
 PARTITIONS: Final = 8192
 _MASK: Final = PARTITIONS - 1
-# ord("{"). `_OPEN_BRACE in key` is a memchr; `b"{" in key` costs ~10x more (CPython first
+# ord("{"). `OPEN_BRACE in key` is a memchr; `b"{" in key` costs ~10x more (CPython first
 # tries the needle as an int, raises and clears a TypeError), and most keys have no tag.
-_OPEN_BRACE: Final = 123
+OPEN_BRACE: Final = 123
 # Final: compiled, a C static rather than a lookup in this module's dict on every call.
 _crc16: Final = crc_hqx
 
 
 def hash_part(key: bytes) -> bytes:
     """The part of `key` that is hashed: the first non-empty {...} section, else the key."""
-    if _OPEN_BRACE in key:
+    if OPEN_BRACE in key:
         start = key.find(b"{")
         end = key.find(b"}", start + 1)
         if end > start + 1:
@@ -36,12 +36,7 @@ def keyslot(key: bytes) -> int:
 
 def pn(key: bytes) -> int:
     """Partition number (0..8191) of `key`."""
-    if _OPEN_BRACE in key:
-        start = key.find(b"{")
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1 : end]
-    return _crc16(key, 0) & _MASK
+    return _crc16(hash_part(key), 0) & _MASK
 
 
 def runs(partitions: Iterable[int]) -> list[tuple[int, int]]:
